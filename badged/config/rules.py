@@ -1,0 +1,198 @@
+"""Domain rules and references between files, each pointing at the offending YAML node.
+
+The model checks shapes; these check meaning: a school's references resolve, an imposed
+visual is not overridden, a card profile's files name keys it has, tariff rules do not
+overlap, a file-name pattern uses known placeholders.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .errors import ConfigIssue
+from .load import Document
+from .model import (
+    ALLOWED_AUTH,
+    CardProfile,
+    CommMode,
+    Comue,
+    Crous,
+    CsnSource,
+    DiversifiedKey,
+    KeyType,
+    Layout,
+    LayoutField,
+    PersonField,
+    SamKey,
+    School,
+    Tariffs,
+)
+
+FILE_NAME_FIELDS = {"school", "kind", "date", "uai", "crous"}
+_DATE_FIELDS = {LayoutField.BIRTH_DATE, LayoutField.DUE_DATE}
+
+
+@dataclass
+class Known:
+    """Ids present in the tree (even when their file is invalid: no false 'unknown id')."""
+
+    comues: dict[str, Comue | None]
+    crous: dict[str, Crous | None]
+    card_profiles: dict[str, CardProfile | None]
+    layouts: dict[str, Layout | None]
+    tariffs: dict[str, Tariffs | None]
+
+
+def _unknown(doc: Document, loc: tuple, what: str, value: str, known: dict) -> ConfigIssue:
+    choices = ", ".join(sorted(known)) or "none defined"
+    return doc.issue(loc, f"unknown {what} {value!r} (known: {choices})")
+
+
+def school_rules(doc: Document, school: School, known: Known) -> Iterator[ConfigIssue]:
+    for field, what, table in (("comue", "COMUE", known.comues), ("crous", "CROUS", known.crous),
+                               ("tariffs", "tariffs", known.tariffs)):
+        value = getattr(school, field)
+        if value not in table:
+            yield _unknown(doc, (field,), what, value, table)
+    comue = known.comues.get(school.comue)
+    if school.card_profile is not None and school.card_profile not in known.card_profiles:
+        yield _unknown(doc, ("card_profile",), "card profile", school.card_profile,
+                       known.card_profiles)
+    elif school.card_profile is None and comue is not None and comue.card_profile is None:
+        yield doc.issue((), "no card profile: set card_profile here or in the COMUE",
+                        shown_path=("card_profile",))
+    if comue is not None and comue.visual.imposed and school.visual is not None:
+        yield doc.issue(("visual",), f"the COMUE contract ({school.comue}) imposes the card "
+                        "visual: a school cannot set its own", at_key=True)
+    crous = known.crous.get(school.crous)
+    seen_kinds: set[str] = set()
+    for i, ex in enumerate(school.exchanges):
+        if ex.kind in seen_kinds:
+            yield doc.issue(("exchanges", i, "kind"), f"exchange {ex.kind.value!r} is "
+                            "defined twice")
+        seen_kinds.add(ex.kind)
+        if ex.layout is not None and ex.layout not in known.layouts:
+            yield _unknown(doc, ("exchanges", i, "layout"), "layout", ex.layout, known.layouts)
+        if ex.transport == "mail" and not ex.recipients:
+            yield doc.issue(("exchanges", i), "a mail exchange needs recipients (CROUS "
+                            "mailbox names)", shown_path=("exchanges", i, "recipients"))
+        if crous is None:
+            continue
+        for j, name in enumerate(ex.recipients):
+            if name not in crous.mailboxes:
+                yield _unknown(doc, ("exchanges", i, "recipients", j),
+                               f"mailbox of CROUS {school.crous!r}", name, crous.mailboxes)
+        if ex.transport == "api" and crous.api is None:
+            yield doc.issue(("exchanges", i, "transport"), f"CROUS {school.crous!r} has no api "
+                            "section: use transport mail or configure its API")
+    seen_readers: set[str] = set()
+    for i, reader in enumerate(school.readers):
+        if reader.name in seen_readers:
+            yield doc.issue(("readers", i, "name"), f"reader {reader.name!r} is listed twice")
+        seen_readers.add(reader.name)
+    for name, source in school.population.items():
+        if PersonField.INSTITUTIONAL_ID not in source.columns:
+            yield doc.issue(("population", name, "columns"), "the institutional_id column is "
+                            "required: people are matched by it")
+
+
+def comue_rules(doc: Document, comue: Comue, known: Known) -> Iterator[ConfigIssue]:
+    if comue.card_profile is not None and comue.card_profile not in known.card_profiles:
+        yield _unknown(doc, ("card_profile",), "card profile", comue.card_profile,
+                       known.card_profiles)
+    if comue.visual.imposed and not comue.visual.template:
+        yield doc.issue(("visual",), "an imposed visual needs its template",
+                        shown_path=("visual", "template"))
+
+
+def crous_rules(doc: Document, crous: Crous, known: Known) -> Iterator[ConfigIssue]:
+    if crous.layout not in known.layouts:
+        where = ("layout",) if "layout" in doc.data else ()
+        yield _unknown(doc, where, "layout", crous.layout, known.layouts)
+
+
+def profile_rules(doc: Document, profile: CardProfile) -> Iterator[ConfigIssue]:
+    aids: dict[str, int] = {}
+    for a, app in enumerate(profile.applications):
+        here = ("applications", a)
+        if app.aid in aids:
+            yield doc.issue((*here, "aid"), f"application {app.aid} is listed twice")
+        aids[app.aid] = a
+        if app.effective_auth not in ALLOWED_AUTH[app.key_type]:
+            yield doc.issue((*here, "auth"), f"auth {app.effective_auth.value!r} cannot be "
+                            f"used with {app.key_type.value} keys")
+        for key_no, ref in app.keys.items():
+            if isinstance(ref, SamKey):
+                yield doc.issue((*here, "keys", key_no), "reading through a SAM is not "
+                                "supported yet")
+            if isinstance(ref, DiversifiedKey) and app.key_type is not KeyType.AES:
+                yield doc.issue((*here, "keys", key_no), "AN10922 diversification is "
+                                "AES-128 only: key_type must be aes")
+        ids: set[int] = set()
+        for f, file in enumerate(app.files):
+            at = (*here, "files", f)
+            if file.id in ids:
+                yield doc.issue((*at, "id"), f"file {file.id} is listed twice")
+            ids.add(file.id)
+            if file.read_key == "free":
+                if file.comm is not CommMode.PLAIN:
+                    yield doc.issue((*at, "comm"), f"{file.comm.value} communication needs "
+                                    "a read key, not free access")
+            elif file.read_key not in app.keys:
+                yield doc.issue((*at, "read_key"), f"key {file.read_key} has no reference "
+                                "in this application's keys")
+    csn = profile.csn
+    if csn.source is CsnSource.CARD_UID:
+        if csn.card_uid_auth is None:
+            yield doc.issue(("csn",), "source card_uid needs card_uid_auth {aid, key_no}",
+                            shown_path=("csn", "card_uid_auth"))
+        elif csn.card_uid_auth.aid not in aids:
+            yield doc.issue(("csn", "card_uid_auth", "aid"), f"application "
+                            f"{csn.card_uid_auth.aid} is not in this profile")
+        elif csn.card_uid_auth.key_no not in profile.applications[
+                aids[csn.card_uid_auth.aid]].keys:
+            yield doc.issue(("csn", "card_uid_auth", "key_no"), f"key "
+                            f"{csn.card_uid_auth.key_no} has no reference in application "
+                            f"{csn.card_uid_auth.aid}")
+    elif csn.card_uid_auth is not None:
+        yield doc.issue(("csn", "card_uid_auth"), "only used with source card_uid",
+                        at_key=True)
+
+
+def layout_rules(doc: Document, layout: Layout) -> Iterator[ConfigIssue]:
+    headers: set[str] = set()
+    for i, col in enumerate(layout.columns):
+        if col.header in headers:
+            yield doc.issue(("columns", i, "header"), f"column {col.header!r} is listed twice")
+        headers.add(col.header)
+        if col.format is not None and col.field not in _DATE_FIELDS:
+            yield doc.issue(("columns", i, "format"), f"format applies to dates only, not "
+                            f"{col.field.value}")
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(layout.file_name) if name}
+    except ValueError as exc:
+        yield doc.issue(("file_name",), f"bad pattern: {exc}")
+        return
+    for name in sorted(names - FILE_NAME_FIELDS):
+        yield doc.issue(("file_name",), f"unknown placeholder {{{name}}} (known: "
+                        f"{', '.join(sorted(FILE_NAME_FIELDS))})")
+    if layout.separator in ('"', "\r", "\n"):
+        yield doc.issue(("separator",), "the separator cannot be a quote or a line break")
+
+
+def tariffs_rules(doc: Document, tariffs: Tariffs) -> Iterator[ConfigIssue]:
+    for i, rule in enumerate(tariffs.rules):
+        if rule.index_max is not None and rule.index_max < rule.index_min:
+            yield doc.issue(("rules", i, "index_max"), f"index_max {rule.index_max} is below "
+                            f"index_min {rule.index_min}")
+            continue
+        for j, other in enumerate(tariffs.rules[:i]):
+            shared = sorted(set(rule.status) & set(other.status))
+            hi, other_hi = rule.index_max, other.index_max
+            overlaps = ((hi is None or other.index_min <= hi)
+                        and (other_hi is None or rule.index_min <= other_hi))
+            if shared and overlaps:
+                yield doc.issue(("rules", i), f"overlaps rule {j} for status "
+                                f"{', '.join(shared)}: which rate applies would be ambiguous")

@@ -1,0 +1,68 @@
+"""Open the SQLite store: private file, WAL, foreign keys, numbered migrations at open."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+DB_NAME = "badged.sqlite3"
+
+
+class StoreError(Exception):
+    """The database cannot be opened or migrated."""
+
+
+def utcnow() -> str:
+    """Store timestamps as ISO 8601 UTC with seconds: sortable, unambiguous."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    found = []
+    for entry in resources.files("badged.store.migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql"):
+            found.append((int(name.split("_", 1)[0]), name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the migrations newer than `PRAGMA user_version`, each in its own transaction."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    migrations = _migrations()
+    latest = migrations[-1][0] if migrations else 0
+    if current > latest:
+        raise StoreError(f"database schema {current} is newer than this badged ({latest}): "
+                         "upgrade badged")
+    for number, name, sql in migrations:
+        if number <= current:
+            continue
+        try:
+            conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
+        except sqlite3.Error as exc:
+            conn.rollback()
+            raise StoreError(f"migration {name} failed: {exc}") from None
+    return latest
+
+
+def open_store(state_dir: Path) -> sqlite3.Connection:
+    """Open (creating 0600) the store in `state_dir` and bring its schema up to date."""
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = state_dir / DB_NAME
+        # Create the file ourselves: sqlite3 would honour the umask; WAL/SHM copy our mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                               timeout=10)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot open the store in {state_dir}: {exc}") from None
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA busy_timeout = 10000")
+    migrate(conn)
+    return conn
