@@ -109,6 +109,9 @@ def parse_yaml(text: str, file: Path) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.context_mark and exc.problem_mark:
+            ctx = exc.context_mark
+            problem += f" ({exc.context} at line {ctx.line + 1}, column {ctx.column + 1})"
         raise ConfigError.single(file, f"YAML syntax error: {problem}", line, col) from None
     except yaml.YAMLError as exc:  # reader errors: bad bytes, control characters
         raise ConfigError.single(file, f"YAML error: {exc}") from None

@@ -189,6 +189,8 @@ def tariffs_rules(doc: Document, tariffs: Tariffs) -> Iterator[ConfigIssue]:
                             f"index_min {rule.index_min}")
             continue
         for j, other in enumerate(tariffs.rules[:i]):
+            if other.index_max is not None and other.index_max < other.index_min:
+                continue  # already reported: an empty range overlaps nothing
             shared = sorted(set(rule.status) & set(other.status))
             hi, other_hi = rule.index_max, other.index_max
             overlaps = ((hi is None or other.index_min <= hi)
