@@ -1,0 +1,88 @@
+"""The `badged` command line: parse, call a service, print. No logic lives here.
+
+One module per command group (borgmatic style); this one holds the shared plumbing.
+
+Exit codes (DESIGN.md §4): 0 ok, 1 user or input error, 2 usage, 3 partial, 4 daemon
+unreachable. A user error is one clear message on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from .. import __version__
+from ..config.errors import ConfigError, SecretError
+from ..config.host import Host, host_config_path, load_host
+from ..store.db import StoreError
+
+EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = EXIT_USER) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def user_errors(func: F) -> F:
+    """Turn the known user-facing errors into a message and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                click.echo(str(issue), err=True)
+            fail(_summary(exc), EXIT_USER)
+        except (SecretError, StoreError) as exc:
+            fail(f"error: {exc}")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _summary(exc: ConfigError) -> str:
+    files = len({i.file for i in exc.issues})
+    errors = len(exc.issues)
+    return f"{errors} error{'s' * (errors != 1)} in {files} file{'s' * (files != 1)}"
+
+
+class Context:
+    """What every command may need: the host file, loaded on first use."""
+
+    def __init__(self, host_config: str | None) -> None:
+        self.host_config_path = host_config_path(host_config)
+        self._host: Host | None = None
+
+    @property
+    def host(self) -> Host:
+        if self._host is None:
+            self._host = load_host(self.host_config_path)
+        return self._host
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="badged")
+@click.option("--host-config", metavar="FILE", envvar=None,
+              help="Host file (default: $BADGED_HOST_CONFIG, else /etc/badged/badged.yaml).")
+@click.pass_context
+def main(ctx: click.Context, host_config: str | None) -> None:
+    """badged: badge cards of a school, linked to their holders and to the CROUS."""
+    ctx.obj = Context(host_config)
+
+
+def _register() -> None:
+    """Attach the command groups (imported here: they import this module's plumbing)."""
+    from . import config, run  # noqa: F401
+
+
+_register()
