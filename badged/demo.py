@@ -14,7 +14,12 @@ REPO = Path(__file__).resolve().parent.parent
 HOST_FILE = REPO / "demo" / "badged.yaml"
 STATE = REPO / "state" / "demo"
 # The demo card's read key: test data shipped in demo/cards/, never a site's real key.
-DEMO_KEYS = {"demo-crous-read": "00112233445566778899AABBCCDDEEFF"}
+DEMO_KEYS = {
+    "demo-crous-read": "00112233445566778899AABBCCDDEEFF",
+    "demo-uid-read": "F0E1D2C3B4A5968778695A4B3C2D1E0F",
+    "demo-diversify-master": "00112233445566778899AABBCCDDEEFF",
+    "demo-legacy-read": "C0C1C2C3C4C5C6C7C8C9CACBCCCDCECF",
+}
 
 
 def prepare() -> dict[str, str]:

@@ -82,7 +82,7 @@ def main(ctx: click.Context, host_config: str | None) -> None:
 
 def _register() -> None:
     """Attach the command groups (imported here: they import this module's plumbing)."""
-    from . import config, run  # noqa: F401
+    from . import card, config, run  # noqa: F401
 
 
 _register()

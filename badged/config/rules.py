@@ -151,11 +151,16 @@ def profile_rules(doc: Document, profile: CardProfile) -> Iterator[ConfigIssue]:
         elif csn.card_uid_auth.aid not in aids:
             yield doc.issue(("csn", "card_uid_auth", "aid"), f"application "
                             f"{csn.card_uid_auth.aid} is not in this profile")
-        elif csn.card_uid_auth.key_no not in profile.applications[
-                aids[csn.card_uid_auth.aid]].keys:
-            yield doc.issue(("csn", "card_uid_auth", "key_no"), f"key "
-                            f"{csn.card_uid_auth.key_no} has no reference in application "
-                            f"{csn.card_uid_auth.aid}")
+        else:
+            key_no = csn.card_uid_auth.key_no
+            ref = profile.applications[aids[csn.card_uid_auth.aid]].keys.get(key_no)
+            if ref is None:
+                yield doc.issue(("csn", "card_uid_auth", "key_no"), f"key {key_no} has no "
+                                f"reference in application {csn.card_uid_auth.aid}")
+            elif isinstance(ref, DiversifiedKey) and "uid" in ref.diversify.input:
+                yield doc.issue(("csn", "card_uid_auth", "key_no"), f"key {key_no} is "
+                                "diversified with the UID, which is what it must reveal: "
+                                "use a key that does not depend on the UID")
     elif csn.card_uid_auth is not None:
         yield doc.issue(("csn", "card_uid_auth"), "only used with source card_uid",
                         at_key=True)

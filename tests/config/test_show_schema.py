@@ -40,7 +40,7 @@ def test_show_never_prints_a_secret_value() -> None:
     assert "<secret: credential crous-api>" in text
     assert not re.search(r"[0-9A-Fa-f]{32}", text)
     douai = json.dumps(show("--school", "imt-douai", "--json"))
-    assert "<secret: credential ulnf-master>" in douai
+    assert "<secret: credential ulnf-uid-read>" in douai
 
 
 def test_show_yaml_by_default_and_host_school(tmp_path: Path) -> None:

@@ -1,0 +1,137 @@
+"""`badged card …` and `badged reader …`: read a card, serve a simulated one, list readers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import click
+
+from ..cards.pcsc import CardConnection, PcscError, list_readers, match_readers
+from ..cards.profile import CardRead, CardReadError, ProfileReader
+from ..cards.reading import read_one
+from ..config.errors import ConfigError
+from ..config.tree import load_card_profile
+from . import Context, fail, main, pass_ctx, user_errors
+
+
+@main.group()
+def card() -> None:
+    """Read cards, and simulate one on vpcd."""
+
+
+@card.command("read")
+@click.option("--reader", metavar="R", help="Reader name or glob (default: any reader).")
+@click.option("--profile", metavar="P",
+              help="Card profile: an id of the tree or a path to a profile file "
+                   "(default: the host's school's profile).")
+@click.option("--timeout", type=float, default=30.0, show_default=True, metavar="S",
+              help="Seconds to wait for a card.")
+@click.option("--json", "as_json", is_flag=True, help="Print the CardRead as JSON.")
+@pass_ctx
+@user_errors
+def card_read(ctx: Context, reader: str | None, profile: str | None, timeout: float,
+              as_json: bool) -> None:
+    """Wait for a card, read it with a card profile and print what it holds."""
+    if profile is None:
+        site = ctx.host.load_site()
+        loaded, base = site.card_profile, site.tree
+    else:
+        tree = None
+        if "/" not in profile and not profile.endswith((".yaml", ".yml")):
+            tree = ctx.host.tree
+        loaded, base = load_card_profile(tree, profile)
+    profile_reader = ProfileReader(loaded, base)
+    try:
+        result = read_one(profile_reader, reader, timeout)
+    except (CardReadError, PcscError) as exc:
+        fail(f"error: {exc}")
+    click.echo(json.dumps(result.to_json(), indent=2) if as_json else _text(result))
+
+
+def _text(r: CardRead) -> str:
+    lines = [f"reader        {r.reader}", f"ATR           {r.atr}",
+             f"CSN           {r.csn} (reversed {r.csn_reversed})",
+             f"CSN decimal   {r.csn_decimal} (reversed {r.csn_reversed_decimal})"]
+    if r.random_uid:
+        lines.append("random UID    yes")
+    lines += [f"CROUS number  {r.crous_number or '-'}", f"ESCN          {r.escn or '-'}"]
+    lines += [f"file {f.aid}/{f.id:<3} {f.meaning}: {f.value}" for f in r.files
+              if f.meaning == "raw"]
+    if r.desfire:
+        hw = r.desfire["hardware"]
+        lines.append(f"DESFire       {hw['generation']} {hw['version']}, "
+                     f"{hw['storage_bytes']} bytes")
+    lines.append(f"read in       {r.apdus} APDUs, {r.duration_ms:.1f} ms")
+    return "\n".join(lines)
+
+
+@card.command("simulate")
+@click.option("--card", "card_file", required=True, metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Card file (YAML: uid, applications, keys, files).")
+@click.option("--vpcd-port", type=int, default=35963, show_default=True, metavar="N",
+              help="vpcd's TCP port (slot 0; N+1 is slot 1).")
+@click.option("--vpcd-host", default="127.0.0.1", show_default=True, metavar="HOST")
+def card_simulate(card_file: Path, vpcd_port: int, vpcd_host: str) -> None:
+    """Serve a simulated DESFire EV1 card on vpcd until interrupted."""
+    from ..cards.simulator import CardFileError, SimulatedDesfire
+    from ..cards.vpcd import VpcdCard
+
+    try:
+        engine = SimulatedDesfire.from_file(card_file)
+    except CardFileError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"error: {card_file}: {exc.strerror}")
+    click.echo(f"card {card_file.name} on vpcd {vpcd_host}:{vpcd_port}", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        VpcdCard(engine, host=vpcd_host, port=vpcd_port).serve_forever()
+
+
+@main.group()
+def reader() -> None:
+    """PC/SC readers."""
+
+
+@reader.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON: [{name, role, card, atr}].")
+@pass_ctx
+@user_errors
+def reader_list(ctx: Context, as_json: bool) -> None:
+    """List the readers pcscd sees, with their role in this school and their card."""
+    try:
+        names = list_readers()
+    except PcscError as exc:
+        fail(f"error: {exc}")
+    roles = _roles(ctx, names)
+    rows = []
+    for name in names:
+        atr = None
+        try:
+            with CardConnection(name) as conn:
+                atr = conn.atr.hex().upper()
+        except PcscError:
+            pass  # no card, or a card busy elsewhere: the reader is listed all the same
+        rows.append({"name": name, "role": roles.get(name), "card": atr is not None,
+                     "atr": atr})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        card_text = f"card {row['atr']}" if row["card"] else "no card"
+        click.echo(f"{row['name']}\t{row['role'] or '-'}\t{card_text}")
+
+
+def _roles(ctx: Context, names: list[str]) -> dict[str, str]:
+    """Each reader's role from the host's school, when a host file is there to say."""
+    try:
+        rules = ctx.host.load_site().school.readers
+    except ConfigError:
+        return {}
+    roles: dict[str, str] = {}
+    for rule in rules:
+        for name in match_readers(rule.name, names):
+            roles.setdefault(name, rule.role.value)
+    return roles

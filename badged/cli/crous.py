@@ -1,0 +1,56 @@
+"""`badged crous …`: exchanges with the CROUS (the card CSV import, for now)."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import click
+
+from ..crous.cards_csv import CardsFileError, import_cards
+from ..store.db import open_store
+from . import EXIT_OK, EXIT_PARTIAL, EXIT_USER, Context, fail, main, pass_ctx, user_errors
+
+_EXIT = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "refused": EXIT_USER}
+
+
+@main.group()
+def crous() -> None:
+    """Exchanges with the CROUS: card CSV import."""
+
+
+@crous.command("import-cards")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--inverse-csn", is_flag=True,
+              help="The batch has its CSNs byte-reversed: reverse NUM_PROTOCOLAIRE and "
+                   "NUM_APPLICATIF.")
+@click.option("--strict", is_flag=True, help="Import nothing if any row is bad (exit 1).")
+@click.option("--progress", is_flag=True,
+              help="Progress on stderr every 10 000 rows (default: when stderr is a terminal).")
+@pass_ctx
+@user_errors
+def import_cards_command(ctx: Context, file: Path, inverse_csn: bool, strict: bool,
+                         progress: bool) -> None:
+    """Import a CROUS card CSV (CSN ↔ CROUS card number) into this host's store.
+
+    Good rows are imported in one transaction; each bad row is reported on stderr as
+    FILE:LINE: reason and the summary goes to stdout. A row contradicting a known link is
+    rejected, never overwritten; importing the same file again changes nothing. Exit 0 when
+    every row is in, 3 when some were rejected, 1 when nothing was imported (a whole-file
+    problem, or --strict with any bad row).
+    """
+    def show_progress(rows: int) -> None:
+        click.echo(f"{file}: {rows} rows read", err=True)
+
+    with closing(open_store(ctx.host.state_dir)) as conn:
+        try:
+            report = import_cards(conn, file, inverse_csn=inverse_csn, strict=strict,
+                                  progress=show_progress
+                                  if progress or sys.stderr.isatty() else None)
+        except CardsFileError as exc:
+            fail(str(exc))
+    for line in report.diagnostics():
+        click.echo(line, err=True)
+    click.echo(report.summary())
+    sys.exit(_EXIT[report.outcome])
