@@ -1,7 +1,9 @@
 """Run the daemon on the demo school: no hardware, no server.
 
 `python -m badged.demo` (what scripts/demo.sh runs) prepares ./state/demo, writes the demo
-card's test key as a private credential, and runs `badged run` with demo/badged.yaml.
+cards' test keys as private credentials, starts a private pcscd with a vpcd reader pair,
+inserts the simulated CROUS card on the lookup reader, and runs the real daemon with
+demo/badged.yaml until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 HOST_FILE = REPO / "demo" / "badged.yaml"
 STATE = REPO / "state" / "demo"
-# The demo card's read key: test data shipped in demo/cards/, never a site's real key.
+CARD = REPO / "demo" / "cards" / "crous-card.yaml"
+# The demo cards' keys: test data shipped in demo/cards/, never a site's real keys.
 DEMO_KEYS = {
     "demo-crous-read": "00112233445566778899AABBCCDDEEFF",
     "demo-uid-read": "F0E1D2C3B4A5968778695A4B3C2D1E0F",
@@ -35,12 +38,33 @@ def prepare() -> dict[str, str]:
     return {"CREDENTIALS_DIRECTORY": str(credentials), "BADGED_HOST_CONFIG": str(HOST_FILE)}
 
 
-def main() -> None:
-    env = {**os.environ, **prepare()}
-    print(f"badged demo: host file {HOST_FILE}, state {STATE}", flush=True)
-    badged = Path(sys.executable).with_name("badged")
-    os.execve(badged, [str(badged), "run"], env)
+def main() -> int:
+    os.environ.update(prepare())
+    # The private pcscd must be up (PCSCLITE_CSOCK_NAME set) before any PC/SC call.
+    from .cards.pcscd_sandbox import PcscdSandbox
+    from .cards.simulator import SimulatedDesfire
+    from .cards.vpcd import VpcdCard
+    from .config.host import load_host
+    from .daemon.runtime import run
+    from .logs import setup
+
+    host = load_host(HOST_FILE)
+    setup(host.config.log_level)
+    with PcscdSandbox(STATE / "pcscd") as pcscd:
+        card = VpcdCard(SimulatedDesfire.from_file(CARD), port=pcscd.port + 1).insert()
+        listen = host.config.metrics_listen or host.load_site().school.metrics_listen
+        env = f"BADGED_HOST_CONFIG={HOST_FILE} PCSCLITE_CSOCK_NAME={pcscd.socket_path}"
+        print(f"""badged demo: school demo, state in {STATE}
+  metrics      http://{listen}/metrics
+  status       {env} .venv/bin/badged status
+  read a card  {env} .venv/bin/badged card read --reader '{pcscd.readers[1]}'
+  (card {CARD.name} sits on '{pcscd.readers[1]}', the lookup reader; Ctrl-C stops)""",
+              flush=True)
+        try:
+            return run(host)
+        finally:
+            card.remove()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

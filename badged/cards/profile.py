@@ -25,6 +25,8 @@ class CardReadError(Exception):
     """A read failed; the message names the reader and, for a card error, the status word."""
 
     def __init__(self, reader: str, detail: str, *, reason: str = "card") -> None:
+        # A PcscError's text already starts with "reader '…': ": name the reader once.
+        detail = detail.removeprefix(f"reader {reader!r}: ")
         self.reader, self.detail, self.reason = reader, detail, reason
         super().__init__(f"reader {reader!r}: {detail}")
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from .pcsc import CardConnection, PcscError, wait_for_card
+from .pcsc import CardConnection, CardTimeout, PcscError, wait_for_card
 from .profile import CardRead, CardReadError, ProfileReader
 
 
 def read_one(reader: ProfileReader, pattern: str | None, timeout: float | None) -> CardRead:
     """Wait for a card on a reader matching `pattern`, and read it with the profile.
 
-    PC/SC failures (no pcscd, reader gone, card pulled) become CardReadError naming the
-    reader, like card errors, so callers handle one error type.
+    Once a card is found, PC/SC failures (card pulled, reader gone, pcscd gone) become
+    CardReadError naming the reader, like card errors. While waiting, they are raised as
+    the typed PcscError (PcscUnavailable, ReaderGone, CardTimeout), naming `pattern`.
     """
-    name = wait_for_card(pattern, timeout)
+    try:
+        name = wait_for_card(pattern, timeout)
+    except PcscError as exc:
+        if exc.reader is None and pattern is not None and not isinstance(exc, CardTimeout):
+            raise type(exc)(exc.reason, reader=pattern, code=exc.code) from exc
+        raise
     try:
         with CardConnection(name) as conn:
             return reader.read(conn.transmit, reader=name, atr=conn.atr)

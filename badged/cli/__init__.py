@@ -16,13 +16,24 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from .. import __version__
+from ..cards.desfire.errors import DesfireError
+from ..cards.pcsc import PcscError
+from ..cards.profile import CardReadError
 from ..config.errors import ConfigError, SecretError
 from ..config.host import Host, host_config_path, load_host
+from ..daemon.control import ControlError, ControlSocketError, DaemonUnreachable
+from ..daemon.metrics import MetricsBindError
 from ..store.db import StoreError
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Errors that are the user's or the environment's to fix: one line, exit 1, no traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    SecretError, StoreError, PcscError, CardReadError, DesfireError, MetricsBindError,
+    ControlSocketError, ControlError,
+)
 
 
 def fail(message: str, code: int = EXIT_USER) -> NoReturn:
@@ -41,7 +52,9 @@ def user_errors(func: F) -> F:
             for issue in exc.issues:
                 click.echo(str(issue), err=True)
             fail(_summary(exc), EXIT_USER)
-        except (SecretError, StoreError) as exc:
+        except DaemonUnreachable as exc:
+            fail(f"error: {exc}", EXIT_UNREACHABLE)
+        except USER_ERRORS as exc:
             fail(f"error: {exc}")
 
     return wrapper  # type: ignore[return-value]
@@ -82,7 +95,7 @@ def main(ctx: click.Context, host_config: str | None) -> None:
 
 def _register() -> None:
     """Attach the command groups (imported here: they import this module's plumbing)."""
-    from . import card, config, run  # noqa: F401
+    from . import card, config, run, status  # noqa: F401
 
 
 _register()

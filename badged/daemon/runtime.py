@@ -1,30 +1,235 @@
-"""The daemon's main loop (`badged run`)."""
+"""The daemon (`badged run`): one process per school, run by systemd.
+
+Start-up: config valid → store open → metrics port bound → reader thread and control
+socket → READY=1. A missing reader is not a start failure; a taken metrics port is (exit
+1 before READY). The main loop runs due jobs, pings the watchdog only while the reader
+thread's heartbeat is fresh, refreshes the gauges and sleeps until the next job or ping.
+SIGTERM finishes the current job and stops; SIGHUP reloads a validated tree or keeps the
+old one (`badged_config_last_reload_successful 0`).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
 
-from ..config.host import Host
-from ..store.db import open_store
+from .. import __version__
+from ..cards.profile import ProfileReader
+from ..cards.reader_service import ReaderService
+from ..config.errors import ConfigError, SecretError
+from ..config.host import Host, load_host
+from ..config.schedules import parse_schedule
+from ..config.tree import Site
+from ..crous.deadlines import academic_year_start, deadline
+from ..store import cards
+from ..store.db import SharedStore, open_store
+from . import notify
+from .control import ControlServer, socket_path
+from .desk import Desk
+from .jobs import JobRunner
+from .metrics import Metrics
+from .taps import Taps
 
 log = logging.getLogger(__name__)
 
+MAINTENANCE = "store-maintenance"
+MAINTENANCE_SCHEDULE = "every day at 03:17"
+GAUGE_REFRESH_SECONDS = 30.0
+
+
+class StartError(Exception):
+    """The daemon cannot start (metrics port taken, control socket busy, key missing)."""
+
+
+def maintain_store(store: SharedStore) -> None:
+    """Daily: fold the WAL back into the database and refresh the query planner's stats."""
+    with store.use() as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA optimize")
+
+
+class Daemon:
+    def __init__(self, host: Host, *, reader_tick: float = 1.0) -> None:
+        self.host = host
+        self.site: Site = host.load_site()
+        self.profile = ProfileReader(self.site.card_profile, self.site.tree)
+        self.started = time.time()
+        self.metrics = Metrics()
+        self.store = SharedStore(open_store(host.state_dir))
+        self.desk = Desk()
+        self.taps = Taps(self.store, self.metrics, self.desk)
+        self.stop_event = threading.Event()
+        self.wake = threading.Event()
+        self.reload_requested = False
+        self.jobs = JobRunner(self.store.conn, self.metrics, stop=self.stop_event)
+        self.readers = ReaderService(self.profile, self.site.school.readers, self.taps,
+                                     tick=reader_tick)
+        self.control = ControlServer(socket_path(host.runtime_dir))
+        self.metrics_server: Any = None
+        self.last_reload: float | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        listen = self.host.config.metrics_listen or self.site.school.metrics_listen
+        self.metrics_server = self.metrics.serve(listen)  # MetricsBindError: not READY
+        self.control.register("status", lambda _req: self.status())
+        self.control.register("enrol-wait", self._enrol_wait, optional={
+            "reader": str, "wait_seconds": float}, cancellable=True)
+        self.control.start()
+        self._register_jobs()
+        self.readers.start()
+        self._refresh_gauges()
+        log.info("badged %s: school %s (%s) ready, metrics on %s, control socket %s",
+                 __version__, self.site.id, self.site.school.name, listen, self.control.path)
+        notify.ready()
+        notify.status(self.summary())
+
+    def run(self) -> int:
+        self.start()
+        ping = notify.watchdog_interval()
+        next_ping = time.monotonic()
+        next_gauges = time.monotonic() + GAUGE_REFRESH_SECONDS
+        freshness = max(3 * self.readers.tick, ping or 0.0)
+        while not self.stop_event.is_set():
+            if self.reload_requested:
+                self.reload_requested = False
+                self.reload()
+            self.jobs.run_pending()
+            now = time.monotonic()
+            if ping is not None and now >= next_ping:
+                if now - self.readers.heartbeat <= freshness:
+                    notify.watchdog()
+                else:
+                    log.error("reader thread silent for %.0f s: not pinging the watchdog",
+                              now - self.readers.heartbeat)
+                next_ping = now + ping
+            if now >= next_gauges:
+                self._refresh_gauges()
+                notify.status(self.summary())
+                next_gauges = now + GAUGE_REFRESH_SECONDS
+            waits = [next_gauges - now, 60.0]
+            if ping is not None:
+                waits.append(next_ping - now)
+            job_wait = self.jobs.seconds_until_next()
+            if job_wait is not None:
+                waits.append(job_wait)
+            self.wake.wait(max(0.0, min(waits)))
+            self.wake.clear()
+        self.shutdown()
+        return 0
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+        self.wake.set()
+
+    def request_reload(self) -> None:
+        self.reload_requested = True
+        self.wake.set()
+
+    def shutdown(self) -> None:
+        notify.stopping()
+        log.info("stopping")
+        self.readers.stop()
+        self.control.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        self.store.close()
+        log.info("stopped")
+
+    # --- reload ------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Validate the tree (and the profile's keys) first; keep the old config on error."""
+        notify.reloading()
+        try:
+            site = load_host(self.host.file).load_site()
+            profile = ProfileReader(site.card_profile, site.tree)
+        except (ConfigError, SecretError) as exc:
+            for line in str(exc).splitlines():
+                log.error("reload refused: %s", line)
+            self.metrics.config_reload(False)
+            notify.ready()
+            return False
+        self.site, self.profile = site, profile
+        self.readers.set_profile(profile, site.school.readers)
+        self._register_jobs()
+        self._refresh_gauges()
+        self.metrics.config_reload(True)
+        self.last_reload = time.time()
+        log.info("config reloaded: school %s", site.id)
+        notify.ready()
+        notify.status(self.summary())
+        return True
+
+    # --- jobs and gauges ---------------------------------------------------------------
+
+    def _register_jobs(self) -> None:
+        """The jobs of this school. Exchanges register theirs as they are implemented."""
+        self.jobs.add(MAINTENANCE, parse_schedule(MAINTENANCE_SCHEDULE),
+                      lambda: maintain_store(self.store))
+
+    def _refresh_gauges(self) -> None:
+        school, crous = self.site.school, self.site.crous
+        with self.store.use() as conn:
+            self.metrics.set_cards(cards.count_by_state(conn))
+            pending = conn.execute(
+                "SELECT count(*) FROM batches WHERE state = 'pending'").fetchone()[0]
+            sent = dict(conn.execute(
+                "SELECT kind, max(sent_at) FROM batches WHERE state = 'sent' GROUP BY kind"))
+        self.metrics.set_outbox_pending(pending)
+        self.metrics.set_card_stock_low_threshold(school.card_stock.low_threshold)
+        now = datetime.now(UTC)
+        self.metrics.set_academic_year_start(
+            academic_year_start(now, school.academic_year_start).timestamp())
+        for ex in school.exchanges:
+            kind = ex.kind.value
+            last = sent.get(kind)
+            self.metrics.set_exchange_last_sent(
+                kind, datetime.fromisoformat(last).timestamp() if last else None)
+            if ex.kind in crous.deadlines:
+                self.metrics.set_exchange_deadline(kind, deadline(
+                    now, crous.deadlines[ex.kind], school.academic_year_start).timestamp())
+
+    # --- control -----------------------------------------------------------------------
+
+    def _enrol_wait(self, request: dict[str, Any], cancelled: threading.Event) -> dict[str, Any]:
+        read = self.desk.wait(request.get("reader"), float(request.get("wait_seconds") or 30.0),
+                              cancelled)
+        return {"read": read.to_json() if read else None}
+
+    def summary(self) -> str:
+        snap = self.taps.snapshot()
+        up = sum(snap["readers"].values())
+        return (f"school {self.site.id}: {up}/{len(snap['readers'])} readers up, "
+                f"pcscd {'up' if snap['pcscd'] else 'down'}, "
+                f"{self.desk.waiting} enrolment(s) waiting")
+
+    def status(self) -> dict[str, Any]:
+        snap = self.taps.snapshot()
+        with self.store.use():
+            jobs = [j.__dict__ for j in self.jobs.info()]
+        return {
+            "version": __version__, "pid": os.getpid(), "school": self.site.id,
+            "name": self.site.school.name, "started": self.started,
+            "uptime_seconds": round(time.time() - self.started, 1),
+            "last_reload": self.last_reload, "summary": self.summary(),
+            "pcscd": snap["pcscd"], "readers": snap["readers"], "sams": snap["sams"],
+            "reader_thread_alive": self.readers.alive,
+            "enrolments_waiting": self.desk.waiting, "jobs": jobs,
+            "last_taps": snap["last_taps"],
+        }
+
 
 def run(host: Host) -> int:
-    """Validate the config, open the store, then wait for SIGTERM.
-
-    The reader service, scheduler, control socket and metrics come with the daemon issue;
-    this keeps the README's demo command true meanwhile.
-    """
-    site = host.load_site()
-    conn = open_store(host.state_dir)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    log.info("school %s (%s) ready: store %s", site.id, site.school.name, host.state_dir)
-    stop.wait()
-    conn.close()
-    log.info("stopped")
-    return 0
+    """Build the daemon, wire signals, run until SIGTERM; StartError/ConfigError propagate."""
+    daemon = Daemon(host)
+    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
+    signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
+    return daemon.run()

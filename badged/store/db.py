@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -66,3 +69,24 @@ def open_store(state_dir: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout = 10000")
     migrate(conn)
     return conn
+
+
+class SharedStore:
+    """One connection shared by the daemon's threads: `with store.use() as conn:` serialises.
+
+    SQLite allows one writer at a time anyway; a lock keeps each thread's statements (and
+    transactions) from interleaving on the shared connection.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def use(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self.conn
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()

@@ -1,0 +1,368 @@
+"""Prometheus metrics of the daemon (DESIGN.md §6 + monitoring/README.md): names are a contract.
+
+Everything lives on a private `CollectorRegistry` (never prometheus_client's global one, so
+tests and several instances never collide) and `_created` series are disabled. Labels
+only ever carry reader names, reasons, task names, exchange kinds, card states and API
+op/code: never a person, a card id or free text.
+
+    m = Metrics()
+    server = m.serve(listen)      # MetricsBindError if the address is taken
+    m.card_read("ACS ACR122U 00 00", 0.084)
+    ...
+    server.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import re
+import socket
+import threading
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from socketserver import TCPServer, ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+import badged
+
+log = logging.getLogger(__name__)
+
+# Card reads take 10-500 ms (a UID read is ~10 ms, an enciphered DESFire file ~100-300 ms);
+# the tail catches slow readers and retries.
+READ_DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0,
+                         2.5, 5.0)
+
+# Card states exported even when their count is 0 (an alert on `lost` needs the series).
+CARD_STATES = ("active", "lost", "stolen", "broken", "expired")
+
+_NO_IPV6 = {errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT}
+
+_REASON = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+class MetricsBindError(Exception):
+    """The metrics listen address cannot be bound (port taken, unknown host, …)."""
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`HOST:PORT`, `:PORT` (all interfaces) or `[V6]:PORT` → (host, port); host "" = all.
+
+    Port 0 (any free port) is accepted here for tests; the config model refuses it.
+    """
+    m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})", listen.strip())
+    if not m or int(m[2]) > 65535:
+        raise MetricsBindError(f"metrics listen address {listen!r} is not HOST:PORT "
+                               "(e.g. '127.0.0.1:9865', ':9865' or '[::1]:9865')")
+    host = m[1][1:-1] if m[1].startswith("[") else m[1]
+    return host, int(m[2])
+
+
+def reason_label(reason: str) -> str:
+    """A read-error reason as a bounded label value: `[a-z][a-z0-9_]*` (≤ 40), else `other`.
+
+    Callers pass a fixed vocabulary (`timeout`, `removed`, `auth_failed`, `not_desfire`,
+    `no_application`, `io_error`, …), never an exception message or a card id.
+    """
+    return reason if _REASON.fullmatch(reason) else "other"
+
+
+class Metrics:
+    """Every metric of badged, on its own registry, with one small method per event."""
+
+    def __init__(self, version: str | None = None) -> None:
+        prometheus_client.disable_created_metrics()
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+
+        self.build_info = Gauge("badged_build_info", "badged build; always 1.",
+                                ["version"], registry=r)
+        self.build_info.labels(version=version or badged.__version__).set(1)
+
+        # readers and card reads
+        self.reader_up_g = Gauge("badged_reader_up",
+                                 "1 if the PC/SC reader is present, 0 if absent.",
+                                 ["reader"], registry=r)
+        self.sam_up_g = Gauge("badged_sam_up",
+                              "1 if the SAM expected in the reader answers, 0 if not.",
+                              ["reader"], registry=r)
+        self.card_reads = Counter("badged_card_reads_total", "Card reads, by reader.",
+                                  ["reader"], registry=r)
+        self.card_read_errors = Counter("badged_card_read_errors_total",
+                                        "Failed card reads, by reader and reason.",
+                                        ["reader", "reason"], registry=r)
+        self.card_read_duration = Histogram("badged_card_read_duration_seconds",
+                                            "Duration of a card read (tap to CardRead).",
+                                            buckets=READ_DURATION_BUCKETS, registry=r)
+        self.enrolments = Counter("badged_enrolments_total",
+                                  "Cards linked to a person.", registry=r)
+
+        # cards and stock
+        self.cards_g = Gauge("badged_cards", "Cards in the store, by state.", ["state"],
+                             registry=r)
+        self.card_stock_g = Gauge("badged_card_stock", "Blank cards in stock.", registry=r)
+        self.card_stock_low_threshold_g = Gauge(
+            "badged_card_stock_low_threshold",
+            "The school's blank card stock threshold (schools/<id>.yaml card_stock).",
+            registry=r)
+        self.card_spend_total = Counter("badged_card_spend_euros_total",
+                                  "Money spent on cards, in euros.", registry=r)
+
+        # scheduled tasks
+        self.task_last_success = Gauge("badged_task_last_success_timestamp_seconds",
+                                       "Unix time of the task's last success, 0 if never.",
+                                       ["task"], registry=r)
+        self.task_last_run = Gauge("badged_task_last_run_timestamp_seconds",
+                                   "Unix time of the task's last run, 0 if never.",
+                                   ["task"], registry=r)
+        self.task_duration = Gauge("badged_task_duration_seconds",
+                                   "Duration of the task's last run.", ["task"], registry=r)
+        self.task_failures = Counter("badged_task_failures_total", "Failed task runs.",
+                                     ["task"], registry=r)
+        self.task_interval = Gauge("badged_task_interval_seconds",
+                                   "Scheduled interval of the task, 0 if not scheduled.",
+                                   ["task"], registry=r)
+
+        # exchanges with the CROUS
+        self.outbox_pending = Gauge("badged_outbox_pending_batches",
+                                    "Exchange batches written but not yet sent.", registry=r)
+        self.exchange_deadline = Gauge("badged_exchange_deadline_timestamp_seconds",
+                                       "Unix time of the next CROUS deadline of this kind.",
+                                       ["kind"], registry=r)
+        self.exchange_last_sent = Gauge(
+            "badged_exchange_last_sent_timestamp_seconds",
+            "Unix time the last batch of this kind was delivered, 0 if never.",
+            ["kind"], registry=r)
+        self.academic_year_start_g = Gauge(
+            "badged_academic_year_start_timestamp_seconds",
+            "Unix time of the start of the current academic year.", registry=r)
+        self.crous_api_requests = Counter("badged_crous_api_requests_total",
+                                          "API CROUS requests, by operation and HTTP status.",
+                                          ["op", "code"], registry=r)
+
+        # config
+        self.config_reload_ok = Gauge("badged_config_last_reload_successful",
+                                      "0 if the last config reload was rejected, else 1.",
+                                      registry=r)
+        self.config_reload_ok.set(1)
+        self.set_cards({})
+
+    # --- readers and reads ------------------------------------------------------------
+
+    def reader_up(self, reader: str, up: bool) -> None:
+        """A reader appeared (True) or went away (False); its read counter starts at 0."""
+        self.reader_up_g.labels(reader=reader).set(1 if up else 0)
+        self.card_reads.labels(reader=reader)
+
+    def sam_up(self, reader: str, up: bool) -> None:
+        self.sam_up_g.labels(reader=reader).set(1 if up else 0)
+
+    def forget_reader(self, reader: str) -> None:
+        """Drop a reader's series (after a reload that no longer expects it)."""
+        for metric in (self.reader_up_g, self.sam_up_g, self.card_reads):
+            _remove(metric, reader)
+        for labels in _label_sets(self.card_read_errors):
+            if labels[0] == reader:
+                _remove(self.card_read_errors, *labels)
+
+    def card_read(self, reader: str, seconds: float) -> None:
+        """A successful read."""
+        self.card_reads.labels(reader=reader).inc()
+        self.card_read_duration.observe(seconds)
+
+    def card_read_error(self, reader: str, reason: str) -> None:
+        """A failed read; `reason` from a fixed vocabulary (see `reason_label`)."""
+        self.card_read_errors.labels(reader=reader, reason=reason_label(reason)).inc()
+
+    def enrolment(self) -> None:
+        self.enrolments.inc()
+
+    # --- cards and stock --------------------------------------------------------------
+
+    def set_cards(self, counts: Mapping[str, int]) -> None:
+        """Cards by state (store.cards.count_by_state); the known states default to 0."""
+        for state in (*CARD_STATES, *counts):
+            self.cards_g.labels(state=state).set(counts.get(state, 0))
+
+    def set_card_stock(self, count: int, low_threshold: int | None = None) -> None:
+        self.card_stock_g.set(count)
+        if low_threshold is not None:
+            self.card_stock_low_threshold_g.set(low_threshold)
+
+    def set_card_stock_low_threshold(self, threshold: int) -> None:
+        self.card_stock_low_threshold_g.set(threshold)
+
+    def card_spend(self, euros: float | Decimal) -> None:
+        self.card_spend_total.inc(float(euros))
+
+    # --- tasks ------------------------------------------------------------------------
+
+    def register_task(self, task: str, interval_seconds: float,
+                      last_run: float | None = None,
+                      last_success: float | None = None) -> None:
+        """Create a task's series: timestamps from the store (0 if never), failures 0."""
+        self.task_interval.labels(task=task).set(interval_seconds)
+        self.task_last_run.labels(task=task).set(last_run or 0)
+        self.task_last_success.labels(task=task).set(last_success or 0)
+        self.task_duration.labels(task=task)
+        self.task_failures.labels(task=task)
+
+    def set_task_interval(self, task: str, seconds: float) -> None:
+        """Scheduled interval; 0 for a task only run on demand."""
+        self.task_interval.labels(task=task).set(seconds)
+
+    def task_run(self, task: str, started: float, duration: float, ok: bool) -> None:
+        """One run of a task, started at Unix time `started`."""
+        self.task_last_run.labels(task=task).set(started)
+        self.task_duration.labels(task=task).set(duration)
+        if ok:
+            self.task_last_success.labels(task=task).set(started)
+        else:
+            self.task_failures.labels(task=task).inc()
+
+    def forget_task(self, task: str) -> None:
+        for metric in (self.task_interval, self.task_last_run, self.task_last_success,
+                       self.task_duration, self.task_failures):
+            _remove(metric, task)
+
+    # --- exchanges and API CROUS ------------------------------------------------------
+
+    def set_outbox_pending(self, batches: int) -> None:
+        self.outbox_pending.set(batches)
+
+    def set_exchange_deadline(self, kind: str, timestamp: float) -> None:
+        self.exchange_deadline.labels(kind=kind).set(timestamp)
+
+    def set_exchange_last_sent(self, kind: str, timestamp: float | None) -> None:
+        """Last delivery of a kind; call for every configured kind (None/0 = never)."""
+        self.exchange_last_sent.labels(kind=kind).set(timestamp or 0)
+
+    def forget_exchange(self, kind: str) -> None:
+        _remove(self.exchange_deadline, kind)
+        _remove(self.exchange_last_sent, kind)
+
+    def set_academic_year_start(self, timestamp: float) -> None:
+        self.academic_year_start_g.set(timestamp)
+
+    def crous_api_request(self, op: str, code: int | str) -> None:
+        """One API CROUS request: `code` is the HTTP status, or e.g. "error" (no answer)."""
+        self.crous_api_requests.labels(op=op, code=str(code)).inc()
+
+    # --- config -----------------------------------------------------------------------
+
+    def config_reload(self, ok: bool) -> None:
+        self.config_reload_ok.set(1 if ok else 0)
+
+    # --- exposition -------------------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        """The text exposition, as served on /metrics."""
+        return prometheus_client.generate_latest(self.registry)
+
+    def serve(self, listen: str) -> MetricsServer:
+        """Bind `listen` and serve /metrics in a thread; MetricsBindError on failure."""
+        return MetricsServer(self, listen)
+
+
+def _remove(metric: Gauge | Counter, *labels: str) -> None:
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)
+
+
+def _label_sets(metric: Counter) -> Iterable[tuple[str, ...]]:
+    with metric._lock:  # no public API lists a metric's children
+        return list(metric._metrics)
+
+
+class _Handler(WSGIRequestHandler):
+    timeout = 30  # a client that connects and says nothing frees its thread
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    v6only: bool | None = None
+
+    def server_bind(self) -> None:
+        if self.v6only is not None:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, self.v6only)
+        # HTTPServer.server_bind would call socket.getfqdn(): a reverse DNS lookup that
+        # can stall start-up on a host with a broken resolver. The name is not used.
+        TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+        self.setup_environ()
+
+
+class MetricsServer:
+    """The /metrics HTTP endpoint in a daemon thread. `close()` stops it cleanly."""
+
+    def __init__(self, metrics: Metrics, listen: str) -> None:
+        self.listen = listen
+        host, port = parse_listen(listen)
+        self._httpd = self._bind(host, port)
+        self._httpd.set_app(make_wsgi_app(metrics.registry))
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={"poll_interval": 0.5},
+                                        name="metrics-http", daemon=True)
+        self._thread.start()
+        log.info("metrics on http://%s/metrics", self.url_address)
+
+    def _bind(self, host: str, port: int) -> _Server:
+        if host == "":  # all interfaces: dual-stack if the host has IPv6, else IPv4
+            candidates = [(socket.AF_INET6, "::", False), (socket.AF_INET, "0.0.0.0", None)]
+        else:
+            try:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                           flags=socket.AI_PASSIVE)
+            except OSError as exc:
+                raise MetricsBindError(f"cannot bind the metrics address {self.listen}: "
+                                       f"{exc.strerror or exc}") from None
+            family, *_, sockaddr = infos[0]
+            candidates = [(family, sockaddr[0], True if family == socket.AF_INET6 else None)]
+        last: OSError | None = None
+        for family, addr, v6only in candidates:
+            server_class = type("_BoundServer", (_Server,),
+                                {"address_family": family, "v6only": v6only})
+            try:
+                return server_class((addr, port), _Handler)
+            except OSError as exc:
+                last = exc
+                # No IPv6 on this host: fall back to IPv4; any other error is final.
+                if family == socket.AF_INET6 and host == "" and exc.errno in _NO_IPV6:
+                    continue
+                break
+        assert last is not None
+        raise MetricsBindError(f"cannot bind the metrics address {self.listen}: "
+                               f"{last.strerror or last}") from None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port): the real port when `listen` asked for port 0."""
+        addr = self._httpd.server_address
+        return addr[0], addr[1]
+
+    @property
+    def url_address(self) -> str:
+        host, port = self.address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def close(self) -> None:
+        """Stop serving, close the socket, join the thread (idempotent)."""
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+        self._httpd.server_close()
+
+    def __enter__(self) -> MetricsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
