@@ -23,7 +23,9 @@ from ..config.errors import ConfigError, SecretError
 from ..config.host import Host, host_config_path, load_host
 from ..daemon.control import ControlError, ControlSocketError, DaemonUnreachable
 from ..daemon.metrics import MetricsBindError
+from ..lifecycle import LifecycleError
 from ..store.db import StoreError
+from ..textfile import TextFileError
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 
@@ -32,7 +34,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Errors that are the user's or the environment's to fix: one line, exit 1, no traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (
     SecretError, StoreError, PcscError, CardReadError, DesfireError, MetricsBindError,
-    ControlSocketError, ControlError,
+    ControlSocketError, ControlError, TextFileError, LifecycleError,
 )
 
 
@@ -95,7 +97,7 @@ def main(ctx: click.Context, host_config: str | None) -> None:
 
 def _register() -> None:
     """Attach the command groups (imported here: they import this module's plumbing)."""
-    from . import card, config, run, status  # noqa: F401
+    from . import card, config, crous, enrol, person, run, status, stock  # noqa: F401
 
 
 _register()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -13,6 +14,10 @@ from ..cards.profile import CardRead, CardReadError, ProfileReader
 from ..cards.reading import read_one
 from ..config.errors import ConfigError
 from ..config.tree import load_card_profile
+from ..crous.cancel import cancel_reason
+from ..lifecycle import STATES, change_state
+from ..store import cards
+from ..store.db import open_store
 from . import Context, fail, main, pass_ctx, user_errors
 
 
@@ -135,3 +140,51 @@ def _roles(ctx: Context, names: list[str]) -> dict[str, str]:
         for name in match_readers(rule.name, names):
             roles.setdefault(name, rule.role.value)
     return roles
+
+
+@card.command("set-state")
+@click.argument("csn")
+@click.argument("state", type=click.Choice(list(STATES)))
+@click.option("--reason", metavar="TEXT", help="Why (recorded with the change).")
+@pass_ctx
+@user_errors
+def card_set_state(ctx: Context, csn: str, state: str, reason: str | None) -> None:
+    """Change a card's state (lost, stolen, broken, expired, destroyed, or active again).
+
+    The change is recorded (who, when, why) and queued for the CROUS.
+    """
+    conn = open_store(ctx.host.state_dir)
+    updated = change_state(conn, csn, state, reason)
+    code = cancel_reason(state)
+    queued = f"CROUS cancel reason {code}" if code else "CROUS revalidation"
+    click.echo(f"card {updated.csn} is now {updated.state} ({queued} queued)")
+
+
+@card.command("show")
+@click.argument("csn", required=False)
+@click.option("--person", "person_id", metavar="ID", help="The cards of this person.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@user_errors
+def card_show(ctx: Context, csn: str | None, person_id: str | None, as_json: bool) -> None:
+    """Show a card (or a person's cards): holder, CROUS number, state and its history."""
+    if (csn is None) == (person_id is None):
+        raise click.UsageError("give a CSN or --person ID")
+    conn = open_store(ctx.host.state_dir)
+    found = [cards.get(conn, csn)] if csn else cards.for_person(conn, person_id or "")
+    shown = [c for c in found if c is not None]
+    if not shown:
+        fail(f"error: no card {'for ' + str(person_id) if person_id else str(csn).upper()}")
+    data = [{**asdict(c), "crous_csv_number": cards.crous_number_for(conn, c.csn),
+             "history": [asdict(h) for h in cards.history(conn, c.csn)]} for c in shown]
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for c in data:
+        click.echo(f"card {c['csn']}: {c['state']}, holder {c['person_id'] or '-'}, CROUS "
+                   f"number {c['crous_number'] or '-'}, enrolled {c['enrolled_at'] or '-'}")
+        for h in c["history"]:
+            sent = "sent" if h["crous_sent_at"] else "queued"
+            click.echo(f"  {h['at']} {h['old_state'] or 'new'} → {h['new_state']} by "
+                       f"{h['actor']}{': ' + h['reason'] if h['reason'] else ''} "
+                       f"(CROUS {h['crous_reason'] or 'update'} {sent})")

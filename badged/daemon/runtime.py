@@ -26,10 +26,11 @@ from ..config.host import Host, load_host
 from ..config.schedules import parse_schedule
 from ..config.tree import Site
 from ..crous.deadlines import academic_year_start, deadline
-from ..store import cards
+from ..enrolment import EnrolmentError, Policy, enrol
+from ..store import cards, people, stock
 from ..store.db import SharedStore, open_store
 from . import notify
-from .control import ControlServer, socket_path
+from .control import ControlServer, OpError, socket_path
 from .desk import Desk
 from .jobs import JobRunner
 from .metrics import Metrics
@@ -79,11 +80,13 @@ class Daemon:
         listen = self.host.config.metrics_listen or self.site.school.metrics_listen
         self.metrics_server = self.metrics.serve(listen)  # MetricsBindError: not READY
         self.control.register("status", lambda _req: self.status())
-        self.control.register("enrol-wait", self._enrol_wait, optional={
-            "reader": str, "wait_seconds": float}, cancellable=True)
+        self.control.register("enrol", self._enrol, required={"person": str}, optional={
+            "reader": str, "wait_seconds": float, "actor": str}, cancellable=True)
         self.control.start()
         self._register_jobs()
         self.readers.start()
+        with self.store.use() as conn:  # the counter carries the store's history
+            self.metrics.card_spend(stock.spend_total(conn))
         self._refresh_gauges()
         log.info("badged %s: school %s (%s) ready, metrics on %s, control socket %s",
                  __version__, self.site.id, self.site.school.name, listen, self.control.path)
@@ -183,7 +186,8 @@ class Daemon:
             sent = dict(conn.execute(
                 "SELECT kind, max(sent_at) FROM batches WHERE state = 'sent' GROUP BY kind"))
         self.metrics.set_outbox_pending(pending)
-        self.metrics.set_card_stock_low_threshold(school.card_stock.low_threshold)
+        with self.store.use() as conn:
+            self.metrics.set_card_stock(stock.level(conn), school.card_stock.low_threshold)
         now = datetime.now(UTC)
         self.metrics.set_academic_year_start(
             academic_year_start(now, school.academic_year_start).timestamp())
@@ -198,10 +202,32 @@ class Daemon:
 
     # --- control -----------------------------------------------------------------------
 
-    def _enrol_wait(self, request: dict[str, Any], cancelled: threading.Event) -> dict[str, Any]:
-        read = self.desk.wait(request.get("reader"), float(request.get("wait_seconds") or 30.0),
-                              cancelled)
-        return {"read": read.to_json() if read else None}
+    def _enrol(self, request: dict[str, Any], cancelled: threading.Event) -> dict[str, Any]:
+        """Wait for the next tap on an enrolment reader, then link it to the person."""
+        person_id = request["person"]
+        with self.store.use() as conn:
+            if people.get(conn, person_id) is None:
+                raise OpError(f"unknown person {person_id!r} (add them with badged person "
+                              "add, or import the registry)")
+        wait = float(request.get("wait_seconds") or 30.0)
+        read = self.desk.wait(request.get("reader"), wait, cancelled)
+        if read is None:
+            raise OpError(f"no card tapped on an enrolment reader within {wait:g} s")
+        policy = Policy.of(self.site.school.enrolment, self.site.comue)
+        try:
+            with self.store.use() as conn:
+                done = enrol(conn, person_id, read.csn, policy,
+                             crous_number_on_card=read.crous_number,
+                             who=request.get("actor") or "badged")
+        except EnrolmentError as exc:
+            log.warning("enrolment refused: %s", exc)
+            raise OpError(str(exc)) from None
+        if done.new_card:
+            self.metrics.enrolment()
+            self.metrics.card_spend(policy.unit_price)
+        log.info("enrolled card %s for %s", done.csn, done.person_id)
+        self._refresh_gauges()
+        return {"read": read.to_json(), "enrolled": done.to_json()}
 
     def summary(self) -> str:
         snap = self.taps.snapshot()

@@ -39,10 +39,67 @@ def crous_number_for(conn: sqlite3.Connection, csn: str) -> int | None:
     return int(row[0]) if row else None
 
 
-def link(conn: sqlite3.Connection, csn: str, person_id: str, crous_number: int | None) -> None:
+def link(conn: sqlite3.Connection, csn: str, person_id: str, crous_number: int | None,
+         actor: str = "badged") -> None:
+    """Link a new card to its holder, active; the creation is recorded like a state change."""
     now = utcnow()
     conn.execute(
         "INSERT INTO cards (csn, person_id, crous_number, state, enrolled_at, updated_at) "
         "VALUES (?, ?, ?, 'active', ?, ?)",
         (csn.upper(), person_id, crous_number, now, now),
     )
+    conn.execute(
+        "INSERT INTO card_state_changes (csn, old_state, new_state, reason, actor, at) "
+        "VALUES (?, NULL, 'active', 'enrolled', ?, ?)", (csn.upper(), actor, now))
+
+
+def for_person(conn: sqlite3.Connection, person_id: str) -> list[Card]:
+    rows = conn.execute("SELECT csn, person_id, crous_number, state, enrolled_at FROM cards "
+                        "WHERE person_id = ? ORDER BY enrolled_at, csn", (person_id,))
+    return [Card(**dict(r)) for r in rows]
+
+
+def holder_of_crous_number(conn: sqlite3.Connection, crous_number: int) -> str | None:
+    """The CSN the CROUS CSV links to this CROUS card number, if any."""
+    row = conn.execute("SELECT csn FROM crous_cards WHERE num_carte = ?",
+                       (crous_number,)).fetchone()
+    return row[0] if row else None
+
+
+@dataclass(frozen=True)
+class StateChange:
+    csn: str
+    old_state: str | None
+    new_state: str
+    reason: str | None
+    actor: str
+    at: str
+    crous_reason: str | None
+    crous_sent_at: str | None
+
+
+def set_state(conn: sqlite3.Connection, csn: str, old: str | None, new: str,
+              reason: str | None, actor: str, crous_reason: str | None) -> None:
+    """Change a card's state and record who, when and why (queued for the CROUS)."""
+    now = utcnow()
+    conn.execute("UPDATE cards SET state = ?, updated_at = ? WHERE csn = ?", (new, now, csn))
+    conn.execute(
+        "INSERT INTO card_state_changes (csn, old_state, new_state, reason, actor, at, "
+        "crous_reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (csn, old, new, reason, actor, now, crous_reason),
+    )
+
+
+def history(conn: sqlite3.Connection, csn: str) -> list[StateChange]:
+    rows = conn.execute(
+        "SELECT csn, old_state, new_state, reason, actor, at, crous_reason, crous_sent_at "
+        "FROM card_state_changes WHERE csn = ? ORDER BY id", (csn,))
+    return [StateChange(**dict(r)) for r in rows]
+
+
+def unsent_changes(conn: sqlite3.Connection) -> list[StateChange]:
+    """State changes the CROUS has not been told about yet, oldest first."""
+    rows = conn.execute(
+        "SELECT csn, old_state, new_state, reason, actor, at, crous_reason, crous_sent_at "
+        "FROM card_state_changes WHERE crous_sent_at IS NULL ORDER BY id")
+    return [StateChange(**dict(r)) for r in rows]

@@ -34,6 +34,8 @@ CASES = {
                        "{credential: NAME} or {diversify: …}"],
     "yaml-syntax-error": ["tree/schools/school.yaml:5:1: YAML syntax error: found unexpected "
                           "end of stream (while scanning a quoted scalar at line 3, column 6)"],
+    "sam-key": ["tree/card-profiles/profile.yaml:6:10: applications.0.keys.1: reading through "
+                "a SAM is not supported yet"],
     "empty-file": ["tree/layouts/crous-default.yaml:1:1: empty file"],
     "ten-errors": [
         "tree/card-profiles/profile.yaml:1:13: technology: input should be 'desfire-ev1'",

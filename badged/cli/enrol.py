@@ -1,0 +1,101 @@
+"""`badged enrol`: link a card to a person (a tap at the desk, or a batch file)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..cards.profile import ProfileReader
+from ..cards.reading import read_one
+from ..config.model import ReaderRole
+from ..daemon.control import ControlClient, DaemonUnreachable, RequestError, socket_path
+from ..enrolment import EnrolmentError, Policy, enrol
+from ..lifecycle import actor
+from ..store.db import open_store
+from . import EXIT_PARTIAL, Context, fail, main, pass_ctx, user_errors
+
+
+@main.command("enrol")
+@click.option("--person", "person_id", metavar="ID", help="Who gets the next card tapped.")
+@click.option("--reader", metavar="R", help="Enrolment reader name or glob.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, metavar="S",
+              help="Seconds to wait for the tap.")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path),
+              metavar="FILE", help="Batch: lines 'person_id;csn' (no tap).")
+@click.option("--strict", is_flag=True, help="With --csv: link nothing if any line is bad.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@user_errors
+def enrol_command(ctx: Context, person_id: str | None, reader: str | None, timeout: float,
+                  csv_file: Path | None, strict: bool, as_json: bool) -> None:
+    """Link the next card tapped on an enrolment reader to a person, through the daemon
+    (or reading the reader directly when no daemon runs); or link a batch with --csv."""
+    if (person_id is None) == (csv_file is None):
+        raise click.UsageError("give either --person ID or --csv FILE")
+    if csv_file is not None:
+        _batch(ctx, csv_file, strict)
+        return
+    assert person_id is not None
+    try:
+        answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
+            "enrol", person=person_id, reader=reader, wait_seconds=timeout, actor=actor(),
+            timeout=timeout + 15)
+        done = answer["enrolled"]
+    except DaemonUnreachable:
+        click.echo("badged is not running: reading the enrolment reader directly", err=True)
+        done = _one_shot(ctx, person_id, reader, timeout)
+    except RequestError as exc:
+        fail(f"refused: {exc.error}")
+    click.echo(json.dumps(done, indent=2) if as_json else _text(done))
+
+
+def _one_shot(ctx: Context, person_id: str, reader: str | None, timeout: float) -> dict:
+    site = ctx.host.load_site()
+    profile = ProfileReader(site.card_profile, site.tree)
+    if reader is None:
+        enrolment = [r.name for r in site.school.readers if r.role is ReaderRole.ENROLMENT]
+        reader = enrolment[0] if enrolment else None
+    conn = open_store(ctx.host.state_dir)
+    from ..store import people
+
+    if people.get(conn, person_id) is None:
+        fail(f"refused: unknown person {person_id!r} (add them with badged person add, or "
+             "import the registry)")
+    read = read_one(profile, reader, timeout)
+    try:
+        done = enrol(conn, person_id, read.csn, Policy.of(site.school.enrolment, site.comue),
+                     crous_number_on_card=read.crous_number)
+    except EnrolmentError as exc:
+        fail(f"refused: {exc}")
+    return done.to_json()
+
+
+def _text(done: dict[str, Any]) -> str:
+    number = done["crous_number"]
+    source = {"card": "from the card", "csv": "from the CROUS CSV",
+              "card+csv": "from the card, matching the CROUS CSV",
+              "none": "unknown to the CROUS"}[done["crous_number_from"]]
+    lines = [f"card {done['csn']} linked to {done['person_id']}: CROUS number "
+             f"{number if number is not None else '-'} ({source})"]
+    lines += [f"older card {csn} disabled (expired)" for csn in done["disabled"]]
+    lines += [f"warning: {w}" for w in done["warnings"]]
+    lines.append(f"card stock: {done['stock_left']}")
+    return "\n".join(lines)
+
+
+def _batch(ctx: Context, path: Path, strict: bool) -> None:
+    from ..enrolment_batch import enrol_file
+
+    site = ctx.host.load_site()
+    conn = open_store(ctx.host.state_dir)
+    report = enrol_file(conn, path, Policy.of(site.school.enrolment, site.comue),
+                        strict=strict)
+    for line in report.rejections:
+        click.echo(line, err=True)
+    click.echo(report.summary())
+    if report.rejections:
+        sys.exit(1 if strict else EXIT_PARTIAL)
