@@ -478,6 +478,7 @@ class School(Model):
     academic_year_start: MonthDay = "09-01"
     metrics_listen: Listen = DEFAULT_METRICS_LISTEN
     maildir: str | None = None
+    archive_retention_days: Annotated[int, Field(ge=1)] = 400
 
 
 # --- the host file (DESIGN.md §3.3) --------------------------------------------------------

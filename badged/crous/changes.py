@@ -1,0 +1,170 @@
+"""What the CROUS must be told: per kind, the people whose line is new or changed.
+
+- réinscriptions: students of this academic year first enrolled in an earlier one;
+- primo-entrants: students first enrolled this academic year;
+- personnels: staff present, with their rate from the tariff rules;
+- départs: staff who left (absent from a full export for longer than the grace, or whose
+  rights ended) with tarif 99 — and students whose rights ended, if the CROUS asks.
+
+Each line has a fingerprint of what it says; a line is due when no line of that kind was
+sent for the person yet, or the last one said something else. So a change is sent once,
+and a later change is sent again. Réinscriptions and primo-entrants carry the academic
+year in their fingerprint: each year's file is sent anew.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from ..config.model import ExchangeKind, LayoutField
+from ..config.tree import Site
+from ..store import exchanges as store
+from .deadlines import PARIS, academic_year_start
+from .tariffs import rate_for
+
+LEAVING_RATE = 99
+F = LayoutField
+
+
+@dataclass(frozen=True)
+class Line:
+    """One person's line in a file, and why it is sent."""
+
+    person_id: str
+    reason: str
+    values: dict[LayoutField, Any]
+    fingerprint: str
+
+
+@dataclass
+class ChangeSet:
+    kind: ExchangeKind
+    academic_year: int
+    lines: list[Line] = field(default_factory=list)
+    unchanged: int = 0  # people of this kind whose last line sent still holds
+
+
+def _fingerprint(values: dict[LayoutField, Any], year: int | None) -> str:
+    data = {k.value: v.isoformat() if isinstance(v, date) else v for k, v in values.items()}
+    if year is not None:
+        data["academic_year"] = year
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _date(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+@dataclass(frozen=True)
+class _Context:
+    site: Site
+    today: date
+    year: int
+    year_end: date  # last day of the academic year
+
+    @classmethod
+    def of(cls, site: Site, now: datetime) -> _Context:
+        start = academic_year_start(now, site.school.academic_year_start)
+        # A year after the start (plus a leap day) falls in the next academic year.
+        next_start = academic_year_start(start + timedelta(days=366),
+                                         site.school.academic_year_start)
+        return cls(site, now.astimezone(PARIS).date(), start.year,
+                   next_start.date() - timedelta(days=1))
+
+    def leaving_since(self, person: sqlite3.Row) -> date | None:
+        """The day the person's leaving became effective, if it has."""
+        left = _date(person["leaving_since"])
+        if left is not None:
+            grace = self.site.school.population.get(person["source"] or "")
+            left += timedelta(days=grace.leaving_grace_days if grace else 0)
+        end = _date(person["end_of_rights"])
+        if end is not None and end < self.today:
+            left = min(left, end + timedelta(days=1)) if left else end + timedelta(days=1)
+        return left if left is not None and left <= self.today else None
+
+
+def _values(ctx: _Context, p: sqlite3.Row, id_company_rate: int, id_rate: int,
+            due: date) -> dict[LayoutField, Any]:
+    return {
+        F.IDENTIFIER: p["id"], F.INSTITUTIONAL_ID: p["id"], F.INE: p["ine"],
+        F.LAST_NAME: p["last_name"], F.FIRST_NAME: p["first_name"], F.EMAIL: p["email"],
+        F.BIRTH_DATE: _date(p["birth_date"]), F.RNE_ORG_CODE: ctx.site.school.uai,
+        F.ID_COMPANY_RATE: id_company_rate, F.ID_RATE: id_rate, F.DUE_DATE: due,
+        F.CATEGORY: p["category"], F.CROUS_NUMBER: p["crous_number"], F.CSN: p["csn"],
+    }
+
+
+def _due(ctx: _Context, p: sqlite3.Row) -> date:
+    end = _date(p["end_of_rights"])
+    return min(end, ctx.year_end) if end else ctx.year_end
+
+
+def _candidate(ctx: _Context, kind: ExchangeKind, p: sqlite3.Row,
+               ever_sent: set[str]) -> tuple[dict[LayoutField, Any], str, bool] | None:
+    """(values, reason, per-year) if this person belongs in this kind's file, else None."""
+    tariffs = ctx.site.tariffs
+    student = p["category"] == "student"
+    left = ctx.leaving_since(p)
+    if kind in (ExchangeKind.REINSCRIPTIONS, ExchangeKind.PRIMO_ENTRANTS):
+        if not student or left is not None or p["academic_year"] != ctx.year:
+            return None
+        first = p["first_enrolment_year"]
+        rate = tariffs.students
+        values = _values(ctx, p, rate.id_company_rate, rate.id_rate, _due(ctx, p))
+        season = f"{ctx.year}-{ctx.year + 1}"
+        if kind is ExchangeKind.REINSCRIPTIONS and first is not None and first < ctx.year:
+            return values, f"re-enrolled for {season} (first enrolled {first})", True
+        if kind is ExchangeKind.PRIMO_ENTRANTS and first is None:
+            return values, f"enrolled for {season}, first enrolment year unknown", True
+        if kind is ExchangeKind.PRIMO_ENTRANTS and first == ctx.year:
+            return values, f"first enrolment in {season}", True
+        return None
+    if kind is ExchangeKind.PERSONNELS:
+        if student or left is not None:
+            return None
+        rate = rate_for(tariffs, "staff", p["status_code"], p["staff_index"])
+        values = _values(ctx, p, rate.id_company_rate, rate.id_rate, _due(ctx, p))
+        return values, (f"staff {p['status_code'] or '(no status)'} index "
+                        f"{p['staff_index'] if p['staff_index'] is not None else '-'}: "
+                        f"{rate.id_company_rate} / {rate.id_rate}"), False
+    # départs: only people the CROUS heard of from us.
+    if left is None or p["id"] not in ever_sent:
+        return None
+    if student and not ctx.site.crous.departs_include_students:
+        return None
+    company = (tariffs.students.id_company_rate if student else
+               rate_for(tariffs, "staff", p["status_code"], p["staff_index"]).id_company_rate)
+    values = _values(ctx, p, company, LEAVING_RATE, max(left, ctx.today))
+    why = (f"rights ended {p['end_of_rights']}" if p["end_of_rights"] and
+           _date(p["end_of_rights"]) < ctx.today else
+           f"absent from the {p['source']} export since {p['leaving_since']}")
+    return values, f"left: {why}; tarif {LEAVING_RATE}", False
+
+
+def compute(conn: sqlite3.Connection, site: Site, kind: ExchangeKind,
+            now: datetime) -> ChangeSet:
+    """The lines due for `kind` now (pure over the store: writes nothing)."""
+    ctx = _Context.of(site, now)
+    sent = store.last_sent(conn, kind.value)
+    ever = store.ever_sent(conn) if kind is ExchangeKind.DEPARTS else set()
+    result = ChangeSet(kind, ctx.year)
+    for person in store.people_with_cards(conn):
+        found = _candidate(ctx, kind, person, ever)
+        if found is None:
+            continue
+        values, reason, per_year = found
+        fingerprint = _fingerprint(values, ctx.year if per_year else None)
+        previous = sent.get(person["id"])
+        if previous is not None and previous[0] == fingerprint:
+            result.unchanged += 1
+            continue
+        if previous is not None:
+            reason += f" (changed since batch {previous[1]})"
+        result.lines.append(Line(person["id"], reason, values, fingerprint))
+    return result

@@ -1,0 +1,76 @@
+"""Render a CROUS file from rows, exactly as the layout says: pure, byte for byte.
+
+Columns in order, the header line if asked, the separator, dates in the layout's (or the
+column's) format, the encoding and line ending of the layout, the file name from its
+pattern. A value the encoding cannot carry is an error naming the person, never a
+silently garbled name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from ..config.model import Layout, LayoutField
+
+Row = Mapping[LayoutField, Any]
+
+
+class RenderError(ValueError):
+    """A row cannot be written in this layout (e.g. a character the encoding lacks)."""
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    name: str
+    content: bytes
+    charset: str
+
+
+def file_name(layout: Layout, *, school: str, uai: str, crous: str, kind: str,
+              when: date) -> str:
+    return layout.file_name.format(school=school, uai=uai, crous=crous, kind=kind, date=when)
+
+
+def _text(value: Any, fmt: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, date):
+        return value.strftime(fmt)
+    return str(value)
+
+
+def render(layout: Layout, rows: Sequence[Row], *, name: str,
+           row_ids: Sequence[str] | None = None) -> RenderedFile:
+    """The file's bytes; `row_ids` name the rows in errors (e.g. person ids)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=layout.separator,
+                        lineterminator="\r\n" if layout.line_ending == "crlf" else "\n",
+                        quoting=csv.QUOTE_MINIMAL)
+    if layout.header:
+        writer.writerow([c.header for c in layout.columns])
+    formats = [(c.field, c.format or layout.date_format) for c in layout.columns]
+    for row in rows:
+        writer.writerow([_text(row.get(field), fmt) for field, fmt in formats])
+    text = buffer.getvalue()
+    try:
+        content = text.encode(layout.encoding)
+    except UnicodeEncodeError as exc:
+        raise RenderError(_unencodable(layout, rows, row_ids, exc)) from None
+    return RenderedFile(name, content, layout.encoding)
+
+
+def _unencodable(layout: Layout, rows: Sequence[Row], row_ids: Sequence[str] | None,
+                 exc: UnicodeEncodeError) -> str:
+    char = exc.object[exc.start]
+    for i, row in enumerate(rows):
+        for value in row.values():
+            if isinstance(value, str) and char in value:
+                who = row_ids[i] if row_ids else f"row {i + 1}"
+                return (f"{who}: {char!r} in {value!r} cannot be written in "
+                        f"{layout.encoding}")
+    return f"{char!r} cannot be written in {layout.encoding}"

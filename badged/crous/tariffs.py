@@ -1,0 +1,35 @@
+"""Which rate (idCompanyRate "code société", idRate "tarif") a person gets at the CROUS.
+
+Students get the students' rate (10 / 1) — except that a rate the CROUS set itself for a
+student (97 and 98: grant holders, the €1 meal) is the CROUS's and is never overwritten.
+Staff get the first rule whose status and index range match, else the default (78 / 99).
+"""
+
+from __future__ import annotations
+
+from ..config.model import Rate, TariffRule, Tariffs
+
+CROUS_OWNED_STUDENT_RATES = frozenset({97, 98})
+
+
+def _matches(rule: TariffRule, status: str | None, index: int | None) -> bool:
+    if status not in rule.status:
+        return False
+    if rule.index_min == 0 and rule.index_max is None:
+        return True  # no index range: any index, known or not
+    if index is None:
+        return False
+    return rule.index_min <= index and (rule.index_max is None or index <= rule.index_max)
+
+
+def rate_for(tariffs: Tariffs, category: str, status: str | None = None,
+             index: int | None = None, crous_rate: int | None = None) -> Rate:
+    """The rate to declare; `crous_rate` is the idRate the CROUS currently has, if known."""
+    if category == "student":
+        if crous_rate in CROUS_OWNED_STUDENT_RATES:
+            return Rate(id_company_rate=tariffs.students.id_company_rate, id_rate=crous_rate)
+        return tariffs.students
+    for rule in tariffs.rules:
+        if _matches(rule, status, index):
+            return Rate(id_company_rate=rule.id_company_rate, id_rate=rule.id_rate)
+    return tariffs.default
