@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config.model import CardProfile, CsnSource, Decode, Meaning, ProfileApplication
+from .desfire.aid import PICC_AID
 from .desfire.commands import DesfireCard, Transmit
 from .desfire.errors import DesfireError
 from .desfire.info import AuthMode, CommMode, VersionInfo, VersionPart
@@ -145,19 +147,33 @@ class ProfileReader:
         profile = self.profile
         uid = card.get_uid()
         random_uid = _is_random_id(uid)
-        desfire = None
-        if profile.read_version:
-            desfire = _version_json(card.get_version())
+        versions: list[VersionInfo] = []
+
+        def read_version() -> None:
+            versions.append(card.get_version())
+
+        # GetVersion runs right after a SelectApplication: a card left on the reader may
+        # still be in an authenticated session from an earlier read, and would then MAC
+        # the reply; selecting ends any session, at no extra APDU when there is an app.
+        if profile.read_version and not profile.applications:
+            card.select_application(PICC_AID)
+            read_version()
         csn = uid
         uid_auth = profile.csn.card_uid_auth if profile.csn.source is CsnSource.CARD_UID else None
         files: list[FileValue] = []
-        for app in profile.applications:
+        for i, app in enumerate(profile.applications):
             wants_uid = uid_auth is not None and uid_auth.aid == app.aid
             real_uid = self._read_application(
-                card, app, csn, files, uid_key=uid_auth.key_no if wants_uid else None
+                card,
+                app,
+                csn,
+                files,
+                uid_key=uid_auth.key_no if wants_uid else None,
+                on_selected=read_version if profile.read_version and i == 0 else None,
             )
             if real_uid is not None:
                 csn = real_uid
+        desfire = _version_json(versions[0]) if versions else None
         by_meaning = {f.meaning: f.value for f in files}
         return CardRead(
             reader=reader,
@@ -177,8 +193,11 @@ class ProfileReader:
         uid: bytes,
         out: list[FileValue],
         uid_key: int | None,
+        on_selected: Callable[[], None] | None = None,
     ) -> bytes | None:
         card.select_application(app.aid)
+        if on_selected is not None:
+            on_selected()
         mode = AuthMode(app.effective_auth.value)
         # Group reads by key so each distinct key authenticates once; free files first,
         # then the GetCardUID key's files, so its session also serves GetCardUID.

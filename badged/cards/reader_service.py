@@ -35,6 +35,7 @@ class TapHandler(Protocol):
     def on_reader(self, label: str, up: bool) -> None: ...
     def on_sam(self, label: str, up: bool) -> None: ...
     def on_pcsc(self, up: bool) -> None: ...
+    def forget(self, label: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,11 @@ class ReaderService:
         self._thread = threading.Thread(target=self._run, name="readers", daemon=True)
         self._stopping = threading.Event()
         self._present: dict[str, Binding | None] = {}
+        self._rebind = threading.Event()
+        self._reported: set[str] = set()  # rule names whose state the handler was given
 
     def start(self) -> None:
+        self._reported = {rule.name for rule in self.rules}
         for rule in self.rules:  # every configured reader is down until pcscd shows it
             if rule.role is ReaderRole.SAM:
                 self.handler.on_sam(rule.name, False)
@@ -74,8 +78,13 @@ class ReaderService:
         self._thread.join(timeout)
 
     def set_profile(self, profile: ProfileReader, rules: Sequence[ReaderRule]) -> None:
-        """Swap the profile and rules after a config reload (read between two taps)."""
+        """Swap the profile and rules after a config reload (read between two taps).
+
+        The reader thread then binds the present readers to the new rules (within one
+        tick): a rule's reader_up follows, a dropped rule's series are forgotten.
+        """
         self.profile, self.rules = profile, list(rules)
+        self._rebind.set()
 
     @property
     def alive(self) -> bool:
@@ -92,11 +101,38 @@ class ReaderService:
         while not self._stopping.is_set():
             self.heartbeat = time.monotonic()
             try:
+                if self._rebind.is_set():
+                    self._rebind.clear()
+                    self._apply_rules()
                 for event in self._watcher.poll(self.tick):
                     self._handle(event)
             except Exception:  # never let the reader thread die: log and go on
                 log.exception("reader thread: unexpected error, continuing")
                 self._stopping.wait(self.tick)
+
+    def _apply_rules(self) -> None:
+        """After a reload (reader thread): bind the present readers to the new rules."""
+        before = self._reported | {b.label for b in self._present.values() if b is not None}
+        self._reported = {rule.name for rule in self.rules}
+        self._present = {reader: self.bind(reader) for reader in self._present}
+        atrs = self._watcher.readers
+        up: dict[str, bool] = {}
+        for reader, binding in self._present.items():
+            if binding is None:
+                continue
+            if binding.role is ReaderRole.SAM:
+                atr = atrs.get(reader)
+                up[binding.label] = up.get(binding.label, False) or (
+                    atr is not None and not is_contactless_atr(atr))
+            else:
+                up[binding.label] = True
+        for rule in self.rules:
+            if rule.role is ReaderRole.SAM:
+                self.handler.on_sam(rule.name, up.get(rule.name, False))
+            else:
+                self.handler.on_reader(rule.name, up.get(rule.name, False))
+        for label in sorted(before - self._reported):
+            self.handler.forget(label)
 
     def _handle(self, event: ReaderEvent) -> None:
         reader = event.reader

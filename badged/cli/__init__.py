@@ -21,6 +21,8 @@ from ..cards.pcsc import PcscError
 from ..cards.profile import CardReadError
 from ..config.errors import ConfigError, SecretError
 from ..config.host import Host, host_config_path, load_host
+from ..crous.exchanges import ExchangeError
+from ..crous.mail import DeliveryError
 from ..daemon.control import ControlError, ControlSocketError, DaemonUnreachable
 from ..daemon.metrics import MetricsBindError
 from ..lifecycle import LifecycleError
@@ -34,7 +36,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Errors that are the user's or the environment's to fix: one line, exit 1, no traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (
     SecretError, StoreError, PcscError, CardReadError, DesfireError, MetricsBindError,
-    ControlSocketError, ControlError, TextFileError, LifecycleError,
+    ControlSocketError, ControlError, TextFileError, LifecycleError, ExchangeError,
+    DeliveryError,
 )
 
 
@@ -97,7 +100,18 @@ def main(ctx: click.Context, host_config: str | None) -> None:
 
 def _register() -> None:
     """Attach the command groups (imported here: they import this module's plumbing)."""
-    from . import card, config, crous, enrol, person, run, status, stock  # noqa: F401
+    from . import (  # noqa: F401
+        card,
+        config,
+        crous,
+        enrol,
+        exchange,
+        person,
+        population,
+        run,
+        status,
+        stock,
+    )
 
 
 _register()

@@ -36,7 +36,13 @@ class Host:
     runtime_dir: Path
 
     def load_site(self) -> Site:
-        return load_tree(self.tree).site(self.config.school)
+        site = load_tree(self.tree).site(self.config.school)
+        mails = [ex.kind.value for ex in site.school.exchanges if ex.transport == "mail"]
+        if mails and self.config.smtp is None and site.school.maildir is None:
+            raise ConfigError.single(
+                self.file, f"no smtp: section, and school {site.id} mails its CROUS files "
+                f"({', '.join(mails)}) without a maildir: add the SMTP relay here")
+        return site
 
 
 def load_host(path: Path) -> Host:

@@ -81,7 +81,7 @@ def _encoding(value: str) -> str:
 def _listen(value: str) -> str:
     m = re.fullmatch(r"(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9.-]*):(\d{1,5})", value)
     if not m or not 0 < int(m[2]) < 65536:
-        raise ValueError(f"{value!r} is not HOST:PORT (e.g. '127.0.0.1:9865' or ':9865')")
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. '127.0.0.1:8790' or ':8790')")
     return value
 
 
@@ -101,7 +101,9 @@ DateFormat = Annotated[str, AfterValidator(_strftime)]
 Euros = Annotated[Decimal, Field(ge=0, max_digits=9, decimal_places=4)]
 Name = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
 
-DEFAULT_METRICS_LISTEN = "127.0.0.1:9865"
+# Loopback by default (a site opens it to its Prometheus on purpose), on a port outside
+# 9100-9999, where the Prometheus exporters' default port allocations crowd.
+DEFAULT_METRICS_LISTEN = "127.0.0.1:8790"
 
 
 # --- secrets: references only -------------------------------------------------------------

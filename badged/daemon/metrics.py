@@ -57,7 +57,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
     m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})", listen.strip())
     if not m or int(m[2]) > 65535:
         raise MetricsBindError(f"metrics listen address {listen!r} is not HOST:PORT "
-                               "(e.g. '127.0.0.1:9865', ':9865' or '[::1]:9865')")
+                               "(e.g. '127.0.0.1:8790', ':8790' or '[::1]:8790')")
     host = m[1][1:-1] if m[1].startswith("[") else m[1]
     return host, int(m[2])
 
@@ -140,6 +140,18 @@ class Metrics:
         self.academic_year_start_g = Gauge(
             "badged_academic_year_start_timestamp_seconds",
             "Unix time of the start of the current academic year.", registry=r)
+        self.exchange_batches = Counter("badged_exchange_batches_written_total",
+                                        "Exchange batches written to the outbox, by kind.",
+                                        ["kind"], registry=r)
+        self.exchange_sent = Counter("badged_exchange_batches_sent_total",
+                                     "Exchange batches delivered, by kind.", ["kind"],
+                                     registry=r)
+        self.exchange_failures = Counter("badged_exchange_delivery_failures_total",
+                                         "Failed delivery attempts of exchange batches.",
+                                         ["kind"], registry=r)
+        self.exchange_people = Gauge("badged_exchange_people",
+                                     "People in the kind's file at its last run (sent or "
+                                     "unchanged).", ["kind"], registry=r)
         self.crous_api_requests = Counter("badged_crous_api_requests_total",
                                           "API CROUS requests, by operation and HTTP status.",
                                           ["op", "code"], registry=r)
@@ -237,16 +249,33 @@ class Metrics:
     def set_exchange_deadline(self, kind: str, timestamp: float) -> None:
         self.exchange_deadline.labels(kind=kind).set(timestamp)
 
+    def register_exchange(self, kind: str) -> None:
+        """Create a configured kind's series at 0, so rates and alerts see them at once."""
+        self.exchange_batches.labels(kind=kind)
+        self.exchange_sent.labels(kind=kind)
+        self.exchange_failures.labels(kind=kind)
+
     def set_exchange_last_sent(self, kind: str, timestamp: float | None) -> None:
         """Last delivery of a kind; call for every configured kind (None/0 = never)."""
         self.exchange_last_sent.labels(kind=kind).set(timestamp or 0)
 
     def forget_exchange(self, kind: str) -> None:
-        _remove(self.exchange_deadline, kind)
-        _remove(self.exchange_last_sent, kind)
+        for metric in (self.exchange_deadline, self.exchange_last_sent, self.exchange_people,
+                       self.exchange_batches, self.exchange_sent, self.exchange_failures):
+            _remove(metric, kind)
 
     def set_academic_year_start(self, timestamp: float) -> None:
         self.academic_year_start_g.set(timestamp)
+
+    def exchange_run(self, kind: str, people: int, batch_written: bool) -> None:
+        """One run of an exchange: how many people its file covers, and whether it wrote."""
+        self.exchange_people.labels(kind=kind).set(people)
+        if batch_written:
+            self.exchange_batches.labels(kind=kind).inc()
+
+    def exchange_delivery(self, kind: str, sent: bool) -> None:
+        """One delivery attempt of a batch."""
+        (self.exchange_sent if sent else self.exchange_failures).labels(kind=kind).inc()
 
     def crous_api_request(self, op: str, code: int | str) -> None:
         """One API CROUS request: `code` is the HTTP status, or e.g. "error" (no answer)."""

@@ -10,6 +10,7 @@ old one (`badged_config_last_reload_successful 0`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -23,9 +24,12 @@ from ..cards.profile import ProfileReader
 from ..cards.reader_service import ReaderService
 from ..config.errors import ConfigError, SecretError
 from ..config.host import Host, load_host
+from ..config.model import ExchangeKind
 from ..config.schedules import parse_schedule
 from ..config.tree import Site
+from ..crous import exchanges
 from ..crous.deadlines import academic_year_start, deadline
+from ..crous.mail import DeliveryReport, purge
 from ..enrolment import EnrolmentError, Policy, enrol
 from ..store import cards, people, stock
 from ..store.db import SharedStore, open_store
@@ -38,8 +42,9 @@ from .taps import Taps
 
 log = logging.getLogger(__name__)
 
-MAINTENANCE = "store-maintenance"
-MAINTENANCE_SCHEDULE = "every day at 03:17"
+MAINTENANCE, MAINTENANCE_SCHEDULE = "store-maintenance", "every day at 03:17"
+DELIVERY, DELIVERY_SCHEDULE = "outbox-delivery", "every 1 minutes"
+PURGE, PURGE_SCHEDULE = "archive-purge", "every day at 04:23"
 GAUGE_REFRESH_SECONDS = 30.0
 
 
@@ -67,7 +72,10 @@ class Daemon:
         self.stop_event = threading.Event()
         self.wake = threading.Event()
         self.reload_requested = False
-        self.jobs = JobRunner(self.store.conn, self.metrics, stop=self.stop_event)
+        # Jobs get their own connection: an SMTP delivery must never hold the lock the
+        # reader thread needs to record a tap. One job runs at a time (JobRunner's lock).
+        self.job_conn = open_store(host.state_dir)
+        self.jobs = JobRunner(self.job_conn, self.metrics, stop=self.stop_event)
         self.readers = ReaderService(self.profile, self.site.school.readers, self.taps,
                                      tick=reader_tick)
         self.control = ControlServer(socket_path(host.runtime_dir))
@@ -80,6 +88,7 @@ class Daemon:
         listen = self.host.config.metrics_listen or self.site.school.metrics_listen
         self.metrics_server = self.metrics.serve(listen)  # MetricsBindError: not READY
         self.control.register("status", lambda _req: self.status())
+        self.control.register("exchange-run", self._exchange_run, required={"kind": str})
         self.control.register("enrol", self._enrol, required={"person": str}, optional={
             "reader": str, "wait_seconds": float, "actor": str}, cancellable=True)
         self.control.start()
@@ -143,6 +152,7 @@ class Daemon:
         if self.metrics_server is not None:
             self.metrics_server.close()
         self.store.close()
+        self.job_conn.close()
         log.info("stopped")
 
     # --- reload ------------------------------------------------------------------------
@@ -173,9 +183,58 @@ class Daemon:
     # --- jobs and gauges ---------------------------------------------------------------
 
     def _register_jobs(self) -> None:
-        """The jobs of this school. Exchanges register theirs as they are implemented."""
+        """The jobs of this school: its exchanges, the outbox, the archive, the store."""
+        wanted = {MAINTENANCE, DELIVERY, PURGE}
         self.jobs.add(MAINTENANCE, parse_schedule(MAINTENANCE_SCHEDULE),
                       lambda: maintain_store(self.store))
+        self.jobs.add(DELIVERY, parse_schedule(DELIVERY_SCHEDULE), self._deliver)
+        self.jobs.add(PURGE, parse_schedule(PURGE_SCHEDULE), self._purge)
+        for ex in self.site.school.exchanges:
+            if ex.transport != "mail":
+                log.warning("exchange %s: transport %s is not available in this version: "
+                            "not scheduled", ex.kind.value, ex.transport)
+                continue
+            name = f"exchange-{ex.kind.value}"
+            wanted.add(name)
+            self.metrics.register_exchange(ex.kind.value)
+            self.jobs.add(name, parse_schedule(ex.schedule),
+                          functools.partial(self._exchange, ex.kind))
+        for name in set(self.jobs.names) - wanted:  # an exchange removed by a reload
+            self.jobs.remove(name)
+            if name.startswith("exchange-"):
+                self.metrics.forget_exchange(name.removeprefix("exchange-"))
+
+    def _exchange(self, kind: ExchangeKind) -> dict[str, Any]:
+        """Job `exchange-KIND`: write the due batch, then deliver the outbox."""
+        result = exchanges.run(self.job_conn, self.host, self.site, kind, datetime.now(UTC))
+        changes = result.plan.changes
+        self.metrics.exchange_run(kind.value, len(changes.lines) + changes.unchanged,
+                                  result.batch_id is not None)
+        self._delivered(result.delivery)
+        if result.batch_id is not None:
+            log.info("exchange %s: batch %d with %d line(s) written", kind.value,
+                     result.batch_id, len(changes.lines))
+        return result.to_json()
+
+    def _deliver(self) -> None:
+        """Job `outbox-delivery`: send the pending batches whose backoff is over."""
+        self._delivered(exchanges.deliver(self.job_conn, self.host, self.site,
+                                          datetime.now(UTC)))
+
+    def _delivered(self, report: DeliveryReport) -> None:
+        for outcome in report.outcomes:
+            self.metrics.exchange_delivery(outcome.kind, outcome.sent)
+            if outcome.error:
+                log.warning("batch %d (%s) not delivered: %s", outcome.batch_id,
+                            outcome.kind, outcome.error)
+        self.metrics.set_outbox_pending(report.pending)
+
+    def _purge(self) -> None:
+        """Job `archive-purge`: drop sent archives older than the retention."""
+        done = purge(self.job_conn, exchanges.archive_dir(self.host),
+                     self.site.school.archive_retention_days, datetime.now(UTC))
+        if done.batches:
+            log.info("archive: %d sent batch(es) past retention purged", done.batches)
 
     def _refresh_gauges(self) -> None:
         school, crous = self.site.school, self.site.crous
@@ -201,6 +260,19 @@ class Daemon:
                     now, crous.deadlines[ex.kind], school.academic_year_start).timestamp())
 
     # --- control -----------------------------------------------------------------------
+
+    def _exchange_run(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            kind = ExchangeKind(request["kind"])
+        except ValueError:
+            raise OpError(f"unknown exchange kind {request['kind']!r}") from None
+        name = f"exchange-{kind.value}"
+        if name not in self.jobs.names:
+            raise OpError(f"school {self.site.id} has no mail exchange {kind.value}")
+        result = self.jobs.run_now(name)
+        if not result.ok:
+            raise OpError(f"{name} failed: {result.error}")
+        return {"result": result.value}
 
     def _enrol(self, request: dict[str, Any], cancelled: threading.Event) -> dict[str, Any]:
         """Wait for the next tap on an enrolment reader, then link it to the person."""

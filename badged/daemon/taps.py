@@ -90,6 +90,13 @@ class Taps:
         with self._lock:
             self.sams[label] = up
 
+    def forget(self, label: str) -> None:
+        """A reader rule dropped by a reload: its series and state go."""
+        self.metrics.forget_reader(label)
+        with self._lock:
+            self.readers.pop(label, None)
+            self.sams.pop(label, None)
+
     def on_pcsc(self, up: bool) -> None:
         with self._lock:
             self.pcsc_up = up

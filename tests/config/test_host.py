@@ -44,3 +44,14 @@ def test_repo_demo_host_file() -> None:
     assert host.config.school == "demo"
     site = host.load_site()
     assert site.card_profile_id == "demo"
+
+
+def test_a_school_that_mails_needs_a_relay(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    host_file = tmp_path / "badged.yaml"
+    host_file.write_text(f"tree: {repo / 'config'}\nschool: emse\n")
+    with pytest.raises(ConfigError, match="no smtp: section, and school emse mails its CROUS "
+                       "files \\(reinscriptions, primo_entrants, personnels, departs\\)"):
+        load_host(host_file).load_site()
+    host_file.write_text(f"tree: {repo / 'config'}\nschool: emse\nsmtp: {{host: relay}}\n")
+    assert load_host(host_file).load_site().id == "emse"

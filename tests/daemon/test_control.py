@@ -7,8 +7,6 @@ import logging
 import os
 import socket
 import stat
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -295,22 +293,34 @@ def test_garbled_answer(runtime_dir: Path) -> None:
 
 
 def test_permission_denied(server: ControlServer) -> None:
-    """A user outside group badged: DaemonUnreachable naming the path and the group."""
-    code = ("import sys\n"
-            "from badged.daemon.control import ControlClient, DaemonUnreachable\n"
-            "try:\n"
-            f"    ControlClient({str(server.path)!r}).request('status')\n"
-            "except DaemonUnreachable as exc:\n"
-            "    print(exc); sys.exit(4)\n")
-    if os.geteuid() == 0:
-        server.path.parent.chmod(0o755)  # traversable: the socket's own mode decides
-        run_as = {"user": 65534, "group": 65534, "extra_groups": []}
-    else:
+    """A user outside group badged: DaemonUnreachable naming the path and the group.
+
+    The client runs in a forked child that drops to nobody (as root) — no interpreter or
+    file of the checkout needs to be readable by nobody, wherever the checkout lives.
+    """
+    if os.geteuid() != 0:
         server.path.chmod(0)
-        run_as = {}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=30, check=False, cwd=Path(__file__).resolve().parents[2],
-                          **run_as)  # type: ignore[call-overload]
-    assert proc.returncode == 4, proc.stderr
-    assert f"permission denied on {server.path}" in proc.stdout
-    assert "group badged" in proc.stdout
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop privileges, try the socket, report through the pipe
+        code = 1
+        try:
+            os.close(read)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            try:
+                ControlClient(server.path).request("status", timeout=5)
+            except DaemonUnreachable as exc:
+                os.write(write, str(exc).encode())
+                code = 4
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        message = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 4, message
+    assert f"permission denied on {server.path}" in message
+    assert "group badged" in message

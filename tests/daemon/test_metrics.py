@@ -39,6 +39,10 @@ CONTRACT = {
     "badged_task_failures_total": ("counter", {"task"}),
     "badged_task_interval_seconds": ("gauge", {"task"}),
     "badged_outbox_pending_batches": ("gauge", set()),
+    "badged_exchange_batches_written_total": ("counter", {"kind"}),
+    "badged_exchange_batches_sent_total": ("counter", {"kind"}),
+    "badged_exchange_delivery_failures_total": ("counter", {"kind"}),
+    "badged_exchange_people": ("gauge", {"kind"}),
     "badged_exchange_deadline_timestamp_seconds": ("gauge", {"kind"}),
     "badged_crous_api_requests_total": ("counter", {"op", "code"}),
     "badged_config_last_reload_successful": ("gauge", set()),
@@ -68,6 +72,10 @@ def fill(m: Metrics) -> None:
     m.set_exchange_deadline("reinscriptions", 1_730_246_400.0)
     m.set_exchange_last_sent("reinscriptions", None)
     m.set_exchange_last_sent("personnels", 1_700_600_000.0)
+    m.register_exchange("personnels")
+    m.exchange_run("personnels", 12, batch_written=True)
+    m.exchange_delivery("personnels", sent=False)
+    m.exchange_delivery("personnels", sent=True)
     m.set_academic_year_start(1_725_141_600.0)
     m.crous_api_request("create_user", 201)
     m.crous_api_request("create_user", "error")
@@ -176,16 +184,16 @@ def test_reason_labels_are_bounded() -> None:
 
 
 @pytest.mark.parametrize(("listen", "expected"), [
-    ("127.0.0.1:9865", ("127.0.0.1", 9865)),
-    (":9865", ("", 9865)),
-    ("[::1]:9865", ("::1", 9865)),
+    ("127.0.0.1:8790", ("127.0.0.1", 8790)),
+    (":8790", ("", 8790)),
+    ("[::1]:8790", ("::1", 8790)),
     ("localhost:0", ("localhost", 0)),
 ])
 def test_parse_listen(listen: str, expected: tuple[str, int]) -> None:
     assert parse_listen(listen) == expected
 
 
-@pytest.mark.parametrize("listen", ["9865", "host:", "host:99999", "[::1]", "a b:1"])
+@pytest.mark.parametrize("listen", ["8790", "host:", "host:99999", "[::1]", "a b:1"])
 def test_parse_listen_refuses(listen: str) -> None:
     with pytest.raises(MetricsBindError, match="not HOST:PORT"):
         parse_listen(listen)
@@ -203,8 +211,8 @@ def test_taken_port_is_a_clear_error() -> None:
 
 
 def test_unknown_host_is_a_clear_error() -> None:
-    with pytest.raises(MetricsBindError, match=r"no-such-host\.invalid:9865"):
-        Metrics().serve("no-such-host.invalid:9865")
+    with pytest.raises(MetricsBindError, match=r"no-such-host\.invalid:8790"):
+        Metrics().serve("no-such-host.invalid:8790")
 
 
 def test_all_interfaces_and_ipv6() -> None:

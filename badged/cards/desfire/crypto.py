@@ -1,7 +1,8 @@
 """DESFire crypto primitives: CRCs, CBC helpers, CMAC with a running IV, AN10922.
 
-Ciphers and CMAC come from pycryptodome; only the DESFire glue lives here (CRC_A,
-the legacy "decipher to send" CBC, CMAC continued from an IV, AN10922 padding).
+The block ciphers come from pycryptodome (ECB only); CBC, CMAC (continued from a running
+IV) and the DESFire glue (CRC_A, the legacy "decipher to send" CBC, AN10922 padding) are
+built here on a per-key `BlockCipher`, so a key schedule is computed once per key.
 Every function takes ``aes=True`` for AES-128 or ``aes=False`` for the DES family,
 where the key length (8, 16 or 24 bytes) picks DES, 2K3DES or 3K3DES.
 """
@@ -12,9 +13,9 @@ import zlib
 from typing import Any
 
 from Crypto.Cipher import AES, DES, DES3
-from Crypto.Hash import CMAC
 
 __all__ = [
+    "BlockCipher",
     "an10922_aes128",
     "block_size",
     "cbc_decipher_send",
@@ -99,16 +100,92 @@ def ecb_decrypt(key: bytes, data: bytes, *, aes: bool) -> bytes:
     return mod.new(k, mod.MODE_ECB).decrypt(data)
 
 
+def _xor(a: bytes, b: bytes) -> bytes:
+    n = len(a)
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(n, "big")
+
+
+class BlockCipher:
+    """One key's cipher, built once: CBC and CMAC on a reusable ECB object.
+
+    DESFire exchanges encrypt one to a few blocks at a time with a fresh IV each time, so
+    a new pycryptodome CBC or CMAC object per call (key schedule, subkeys) would cost more
+    than the encryption itself. A key (`DesfireKey`) keeps its BlockCipher for its
+    lifetime: the subkeys are computed once, and each block costs one ECB call.
+    """
+
+    __slots__ = ("_ecb", "_subkeys", "block_size")
+
+    def __init__(self, key: bytes, *, aes: bool) -> None:
+        mod, k = _cipher(key, aes=aes)
+        self._ecb = mod.new(k, mod.MODE_ECB)
+        self.block_size: int = mod.block_size
+        self._subkeys: tuple[bytes, bytes] | None = None
+
+    def ecb_encrypt(self, data: bytes) -> bytes:
+        return self._ecb.encrypt(data)
+
+    def ecb_decrypt(self, data: bytes) -> bytes:
+        return self._ecb.decrypt(data)
+
+    def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes:
+        bs = self.block_size
+        _check_blocks(data, bs)
+        if len(iv) != bs:
+            raise ValueError(f"IV must be {bs} bytes, got {len(iv)}")
+        encrypt = self._ecb.encrypt
+        prev, out = iv, bytearray()
+        for i in range(0, len(data), bs):
+            prev = encrypt(_xor(data[i : i + bs], prev))
+            out += prev
+        return bytes(out)
+
+    def cbc_decrypt(self, iv: bytes, data: bytes) -> bytes:
+        bs = self.block_size
+        _check_blocks(data, bs)
+        if len(iv) != bs:
+            raise ValueError(f"IV must be {bs} bytes, got {len(iv)}")
+        if not data:
+            return b""
+        # One ECB call for all blocks, then P_i = D(C_i) xor C_{i-1} in one big XOR.
+        return _xor(self._ecb.decrypt(data), iv + data[:-bs])
+
+    @property
+    def subkeys(self) -> tuple[bytes, bytes]:
+        """CMAC subkeys (K1, K2), computed on first use."""
+        if self._subkeys is None:
+            k1 = _dbl(self._ecb.encrypt(bytes(self.block_size)))
+            self._subkeys = (k1, _dbl(k1))
+        return self._subkeys
+
+    def cmac(self, data: bytes, iv: bytes | None = None) -> bytes:
+        """Full-block CMAC (NIST SP 800-38B), the CBC state starting at `iv` (or zero)."""
+        bs = self.block_size
+        if iv is None:
+            iv = bytes(bs)
+        elif len(iv) != bs:
+            raise ValueError(f"IV must be {bs} bytes, got {len(iv)}")
+        k1, k2 = self.subkeys
+        n = len(data)
+        if n and n % bs == 0:
+            head, last = data[: n - bs], _xor(data[n - bs :], k1)
+        else:
+            cut = n - n % bs
+            head = data[:cut]
+            last = _xor((data[cut:] + b"\x80").ljust(bs, b"\x00"), k2)
+        encrypt = self._ecb.encrypt
+        state = iv
+        for i in range(0, len(head), bs):
+            state = encrypt(_xor(head[i : i + bs], state))
+        return encrypt(_xor(last, state))
+
+
 def cbc_encrypt(key: bytes, iv: bytes, data: bytes, *, aes: bool) -> bytes:
-    mod, k = _cipher(key, aes=aes)
-    _check_blocks(data, mod.block_size)
-    return mod.new(k, mod.MODE_CBC, iv=iv).encrypt(data)
+    return BlockCipher(key, aes=aes).cbc_encrypt(iv, data)
 
 
 def cbc_decrypt(key: bytes, iv: bytes, data: bytes, *, aes: bool) -> bytes:
-    mod, k = _cipher(key, aes=aes)
-    _check_blocks(data, mod.block_size)
-    return mod.new(k, mod.MODE_CBC, iv=iv).decrypt(data)
+    return BlockCipher(key, aes=aes).cbc_decrypt(iv, data)
 
 
 def cbc_decipher_send(key: bytes, data: bytes, *, aes: bool = False) -> bytes:
@@ -146,20 +223,8 @@ def cmac(key: bytes, data: bytes, *, aes: bool, iv: bytes | None = None) -> byte
     """Full-block CMAC (NIST SP 800-38B), optionally continued from a running IV.
 
     DESFire EV1 chains CMACs: the CBC state starts at the session IV instead of zero.
-    Prefixing the message with D(IV) makes the CBC state equal IV after one block,
-    so pycryptodome's CMAC does the rest (the last-block subkey only depends on
-    the real message, which is never empty here: a command or a status byte).
     """
-    mod, k = _cipher(key, aes=aes)
-    bs = mod.block_size
-    prefix = b""
-    if iv is not None and any(iv):
-        if len(iv) != bs:
-            raise ValueError(f"IV must be {bs} bytes, got {len(iv)}")
-        if not data:
-            raise ValueError("CMAC continued from an IV needs a non-empty message")
-        prefix = mod.new(k, mod.MODE_ECB).decrypt(iv)
-    return CMAC.new(k, prefix + data, ciphermod=mod).digest()
+    return BlockCipher(key, aes=aes).cmac(data, iv)
 
 
 def _dbl(block: bytes) -> bytes:
@@ -173,9 +238,7 @@ def _dbl(block: bytes) -> bytes:
 
 def cmac_subkeys(key: bytes, *, aes: bool) -> tuple[bytes, bytes]:
     """(K1, K2) of CMAC; AN10922 needs K2 explicitly for its 32-byte padding."""
-    mod, k = _cipher(key, aes=aes)
-    k1 = _dbl(mod.new(k, mod.MODE_ECB).encrypt(bytes(mod.block_size)))
-    return k1, _dbl(k1)
+    return BlockCipher(key, aes=aes).subkeys
 
 
 def an10922_aes128(master: bytes, diversification_input: bytes) -> bytes:

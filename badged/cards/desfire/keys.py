@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 from . import crypto
 
@@ -103,15 +104,21 @@ class DesfireKey:
             return self.type == other.type and self.data == other.data
         return crypto.strip_parity(_as_24(self)) == crypto.strip_parity(_as_24(other))
 
-    # Cipher helpers bound to this key.
+    # Cipher helpers bound to this key: the cipher (key schedule, CMAC subkeys) is built
+    # once per key, not once per call (cached_property writes the instance dict directly,
+    # which a frozen dataclass allows; it is no field, so eq/hash/repr ignore it).
+    @cached_property
+    def _cipher(self) -> crypto.BlockCipher:
+        return crypto.BlockCipher(self.data, aes=self.aes)
+
     def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes:
-        return crypto.cbc_encrypt(self.data, iv, data, aes=self.aes)
+        return self._cipher.cbc_encrypt(iv, data)
 
     def cbc_decrypt(self, iv: bytes, data: bytes) -> bytes:
-        return crypto.cbc_decrypt(self.data, iv, data, aes=self.aes)
+        return self._cipher.cbc_decrypt(iv, data)
 
     def cmac(self, data: bytes, iv: bytes | None = None) -> bytes:
-        return crypto.cmac(self.data, data, aes=self.aes, iv=iv)
+        return self._cipher.cmac(data, iv)
 
 
 def _as_24(key: DesfireKey) -> bytes:

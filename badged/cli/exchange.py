@@ -1,0 +1,108 @@
+"""`badged exchange …`: plan, run and list the files sent to the CROUS."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+import click
+
+from ..config.model import ExchangeKind
+from ..crous import exchanges
+from ..crous.mail import list_batches
+from ..daemon.control import ControlClient, DaemonUnreachable, RequestError, socket_path
+from ..store.db import open_store
+from . import Context, fail, main, pass_ctx, user_errors
+
+KINDS = click.Choice([k.value for k in ExchangeKind])
+
+
+@main.group()
+def exchange() -> None:
+    """Files for the CROUS: réinscriptions, primo-entrants, personnels, départs."""
+
+
+@exchange.command("plan")
+@click.argument("kind", type=KINDS, required=False)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@user_errors
+def exchange_plan(ctx: Context, kind: str | None, as_json: bool) -> None:
+    """What would be sent now, to whom and why (a dry run: nothing is written)."""
+    site = ctx.host.load_site()
+    conn = open_store(ctx.host.state_dir)
+    now = datetime.now(UTC)
+    kinds = [ExchangeKind(kind)] if kind else [ex.kind for ex in site.school.exchanges]
+    plans = [exchanges.plan(conn, site, k, now) for k in kinds]
+    if as_json:
+        click.echo(json.dumps([p.to_json() for p in plans], indent=2, ensure_ascii=False))
+        return
+    for p in plans:
+        to = ", ".join(f"{r['mailbox']} <{r['address']}>" for r in p.recipients) or "-"
+        when = f", deadline {p.deadline:%Y-%m-%d}" if p.deadline else ""
+        click.echo(f"{p.kind.value} {p.academic_year}-{p.academic_year + 1}: "
+                   f"{len(p.changes.lines)} to send, {p.changes.unchanged} unchanged{when}")
+        click.echo(f"  {p.transport} to {to}, file {p.file_name} (layout {p.layout})")
+        for line in p.changes.lines:
+            click.echo(f"  {line.person_id}: {line.reason}")
+        for note in p.notes:
+            click.echo(f"  note: {note}")
+
+
+@exchange.command("run")
+@click.argument("kind", type=KINDS)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@user_errors
+def exchange_run(ctx: Context, kind: str, as_json: bool) -> None:
+    """Build the KIND file now and send it (through the daemon when it runs)."""
+    try:
+        answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
+            "exchange-run", kind=kind, timeout=300)
+        result = answer["result"]
+    except DaemonUnreachable:
+        click.echo("badged is not running: building and sending from here", err=True)
+        site = ctx.host.load_site()
+        conn = open_store(ctx.host.state_dir)
+        result = exchanges.run(conn, ctx.host, site, ExchangeKind(kind),
+                               datetime.now(UTC)).to_json()
+    except RequestError as exc:
+        fail(f"error: {exc.error}")
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    if result["batch"] is None:
+        click.echo(f"{kind}: nothing to send")
+    else:
+        click.echo(f"{kind}: batch {result['batch']} with {result['count']} line(s) written")
+    click.echo(f"outbox: {result['sent']} sent, {result['failed']} failed, "
+               f"{result['pending']} pending")
+    for error in result["errors"]:
+        click.echo(f"  delivery error: {error}", err=True)
+    if result["failed"]:
+        fail("some batches are not delivered yet: they stay in the outbox and are retried")
+
+
+@exchange.command("list")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@user_errors
+def exchange_list(ctx: Context, limit: int, as_json: bool) -> None:
+    """History of the batches: checksums and delivery state."""
+    conn = open_store(ctx.host.state_dir)
+    batches = list_batches(conn, limit)
+    if as_json:
+        click.echo(json.dumps([asdict(b) for b in batches], indent=2, ensure_ascii=False))
+        return
+    for b in batches:
+        state = f"sent {b.sent_at}" if b.state == "sent" else (
+            f"{b.state}, {b.attempts} attempt(s)"
+            + (f", next {b.next_attempt_at}" if b.next_attempt_at else ""))
+        click.echo(f"#{b.id} {b.kind} {b.created_at}: {b.items} line(s), {state}")
+        click.echo(f"  to {', '.join(b.recipients)}  {b.message_id}")
+        for f in b.files:
+            click.echo(f"  {f.name} {f.size} bytes sha256 {f.sha256}")
+        if b.last_error and b.state != "sent":
+            click.echo(f"  last error: {b.last_error}")

@@ -1,0 +1,66 @@
+"""`badged population …`: the school's registry exports (students, staff) → people."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import closing
+from datetime import date
+from pathlib import Path
+
+import click
+
+from ..crous.population import PopulationError, find_source, import_population
+from ..store.db import open_store
+from ..textfile import TextFileError
+from . import EXIT_OK, EXIT_PARTIAL, EXIT_USER, Context, fail, main, pass_ctx, user_errors
+
+_EXIT = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "refused": EXIT_USER}
+
+
+@main.group()
+def population() -> None:
+    """Registry exports: who the school's students and staff are."""
+
+
+@population.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--source", "source_name", required=True, metavar="NAME",
+              help="The export's population source in the school's file (e.g. students).")
+@click.option("--strict", is_flag=True, help="Import nothing if any row is bad (exit 1).")
+@click.option("--progress", is_flag=True,
+              help="Progress on stderr every 10 000 rows (default: when stderr is a terminal).")
+@pass_ctx
+@user_errors
+def import_command(ctx: Context, file: Path, source_name: str, strict: bool,
+                   progress: bool) -> None:
+    """Import a registry export of population source NAME into this host's store.
+
+    People are matched by institutional id; only the columns the source maps are written.
+    After a full export (full_export: true), people of the source absent from the file are
+    marked as leaving (effective for the CROUS after the source's leaving_grace_days); people
+    present again are no longer leaving. Bad rows are reported on stderr as FILE:LINE: reason,
+    the summary goes to stdout. Exit 0 when every row is in, 3 when some were rejected, 1 when
+    nothing was imported (a whole-file problem, or --strict with any bad row).
+    """
+    site = ctx.host.load_site()
+    try:
+        source = find_source(site.school.population, source_name, site.id)
+    except PopulationError as exc:
+        fail(f"error: {exc}")
+
+    def show_progress(rows: int) -> None:
+        click.echo(f"{file}: {rows} rows read", err=True)
+
+    with closing(open_store(ctx.host.state_dir)) as conn:
+        try:
+            report = import_population(
+                conn, file, source_name, source, strict=strict, today=date.today(),
+                progress=show_progress if progress or sys.stderr.isatty() else None)
+        except TextFileError as exc:
+            fail(str(exc))
+        except PopulationError as exc:
+            fail(f"error: {exc}")
+    for line in report.diagnostics():
+        click.echo(line, err=True)
+    click.echo(report.summary())
+    sys.exit(_EXIT[report.outcome])

@@ -1,0 +1,172 @@
+"""An exchange with the CROUS: plan it (dry run), or write its batch to the outbox.
+
+The change set, the rendered file and the batch (with the people it tells about) are
+written in one transaction, so a person's line is either in a batch or still due; the
+outbox then delivers the batch. Mail bodies are in French: the CROUS's staff read them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..config.host import Host
+from ..config.model import Exchange, ExchangeKind
+from ..config.tree import Site
+from . import changes, layouts
+from .deadlines import deadline
+from .mail import (
+    DeliveryReport,
+    OutgoingFile,
+    deliver_pending,
+    sender_for_host,
+    write_batch,
+)
+
+LABELS = {ExchangeKind.REINSCRIPTIONS: "réinscriptions",
+          ExchangeKind.PRIMO_ENTRANTS: "primo-entrants",
+          ExchangeKind.PERSONNELS: "personnels",
+          ExchangeKind.DEPARTS: "départs"}
+
+
+class ExchangeError(Exception):
+    """An exchange cannot be planned or written (unknown kind, unencodable file…)."""
+
+
+@dataclass
+class Plan:
+    """What `exchange run KIND` would send now, to whom and why."""
+
+    kind: ExchangeKind
+    academic_year: int
+    transport: str
+    recipients: list[dict[str, str]]
+    layout: str
+    file_name: str
+    changes: changes.ChangeSet
+    deadline: datetime | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value, "academic_year": self.academic_year,
+            "transport": self.transport, "recipients": self.recipients,
+            "layout": self.layout, "file_name": self.file_name,
+            "count": len(self.changes.lines), "unchanged": self.changes.unchanged,
+            "deadline": self.deadline.isoformat() if self.deadline else None,
+            "lines": [{"person": line.person_id, "reason": line.reason}
+                      for line in self.changes.lines],
+            "notes": self.notes,
+        }
+
+
+def exchange_of(site: Site, kind: ExchangeKind) -> Exchange:
+    for ex in site.school.exchanges:
+        if ex.kind is kind:
+            return ex
+    known = ", ".join(e.kind.value for e in site.school.exchanges) or "none"
+    raise ExchangeError(f"school {site.id} has no {kind.value} exchange (configured: {known})")
+
+
+def plan(conn: sqlite3.Connection, site: Site, kind: ExchangeKind, now: datetime) -> Plan:
+    ex = exchange_of(site, kind)
+    layout_id, layout = site.layouts[kind]
+    found = changes.compute(conn, site, kind, now)
+    recipients = [{"mailbox": name, "address": site.crous.mailboxes[name]}
+                  for name in ex.recipients]
+    name = layouts.file_name(layout, school=site.id, uai=site.school.uai,
+                             crous=site.school.crous, kind=kind.value, when=now.date())
+    when = None
+    if kind in site.crous.deadlines:
+        when = deadline(now, site.crous.deadlines[kind], site.school.academic_year_start)
+    result = Plan(kind, found.academic_year, ex.transport, recipients, layout_id, name, found,
+                  when)
+    if ex.transport == "api":
+        result.notes.append("transport api: the API CROUS push is not available in this "
+                            "version; this exchange is planned only")
+    return result
+
+
+def _mail_text(site: Site, p: Plan, file: OutgoingFile) -> tuple[str, str]:
+    label = LABELS[p.kind]
+    season = f"{p.academic_year}-{p.academic_year + 1}"
+    n = len(p.changes.lines)
+    subject = f"{site.school.name} — {label} {season} : {n} personne{'s' * (n > 1)}"
+    body = (f"Bonjour,\n\nVeuillez trouver ci-joint le fichier des {label} de "
+            f"{site.school.name} (UAI {site.school.uai}) pour l'année universitaire "
+            f"{season} : {n} personne{'s' * (n > 1)}.\n\n"
+            f"Fichier : {file.name}\n"
+            f"Empreinte SHA-256 : {hashlib.sha256(file.content).hexdigest()}\n\n"
+            f"Message envoyé automatiquement par badged ; pour toute question : "
+            f"{site.school.mail_from}.\n")
+    return subject, body
+
+
+def write(conn: sqlite3.Connection, site: Site, kind: ExchangeKind,
+          now: datetime) -> tuple[Plan, int | None]:
+    """Compute, render and write the batch in one transaction; (plan, batch id or None)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        p = plan(conn, site, kind, now)
+        if p.transport != "mail":
+            raise ExchangeError(f"{kind.value}: transport {p.transport} is not available in "
+                                "this version (only mail)")
+        if not p.changes.lines:
+            conn.execute("ROLLBACK")
+            return p, None
+        _, layout = site.layouts[kind]
+        lines = p.changes.lines
+        try:
+            rendered = layouts.render(layout, [line.values for line in lines], name=p.file_name,
+                                      row_ids=[line.person_id for line in lines])
+        except layouts.RenderError as exc:
+            raise ExchangeError(f"{kind.value}: {exc}") from None
+        file = OutgoingFile(rendered.name, rendered.content, rendered.charset)
+        subject, body = _mail_text(site, p, file)
+        batch = write_batch(
+            conn, school_id=site.id, kind=kind.value, mail_from=site.school.mail_from,
+            recipients=[r["address"] for r in p.recipients], subject=subject, body=body,
+            files=[file], items=[(li.person_id, li.fingerprint, li.reason) for li in lines],
+            academic_year=p.academic_year, now=now)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return p, batch
+
+
+def archive_dir(host: Host) -> Path:
+    return host.state_dir / "archive"
+
+
+def deliver(conn: sqlite3.Connection, host: Host, site: Site, now: datetime,
+            metrics: Any = None) -> DeliveryReport:
+    """Deliver the pending batches due now through the host's relay (or the demo maildir)."""
+    sender = sender_for_host(host, site.school)
+    return deliver_pending(conn, sender, now=now, archive_dir=archive_dir(host),
+                           metrics=metrics)
+
+
+@dataclass
+class RunResult:
+    plan: Plan
+    batch_id: int | None
+    delivery: DeliveryReport
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.plan.kind.value, "count": len(self.plan.changes.lines),
+                "batch": self.batch_id, "sent": self.delivery.sent,
+                "failed": self.delivery.failed, "pending": self.delivery.pending,
+                "errors": [o.error for o in self.delivery.outcomes if o.error]}
+
+
+def run(conn: sqlite3.Connection, host: Host, site: Site, kind: ExchangeKind, now: datetime,
+        metrics: Any = None) -> RunResult:
+    """`exchange run KIND` and the scheduled job: write the batch, then deliver the outbox."""
+    p, batch = write(conn, site, kind, now)
+    return RunResult(p, batch, deliver(conn, host, site, now, metrics))
