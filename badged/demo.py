@@ -9,6 +9,7 @@ demo/badged.yaml until Ctrl-C.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -25,16 +26,20 @@ DEMO_KEYS = {
 }
 
 
+def write_credentials(directory: Path) -> Path:
+    """The demo keys as systemd credentials would hold them: 0600 files in a 0700 folder."""
+    directory.mkdir(mode=0o700, exist_ok=True)
+    for name, value in DEMO_KEYS.items():
+        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(value + "\n")
+    return directory
+
+
 def prepare() -> dict[str, str]:
     """State and credentials directories, private like the service's; the env to run in."""
     STATE.mkdir(mode=0o700, parents=True, exist_ok=True)
-    credentials = STATE / "credentials"
-    credentials.mkdir(mode=0o700, exist_ok=True)
-    for name, value in DEMO_KEYS.items():
-        path = credentials / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(value + "\n")
+    credentials = write_credentials(STATE / "credentials")
     return {"CREDENTIALS_DIRECTORY": str(credentials), "BADGED_HOST_CONFIG": str(HOST_FILE)}
 
 
@@ -45,13 +50,18 @@ def main() -> int:
     from .cards.simulator import SimulatedDesfire
     from .cards.vpcd import VpcdCard
     from .config.host import load_host
-    from .daemon.runtime import run
+    from .daemon.runtime import HANDLED_SIGNALS, run
     from .logs import setup
 
     host = load_host(HOST_FILE)
     setup(host.config.log_level)
     with PcscdSandbox(STATE / "pcscd") as pcscd:
-        card = VpcdCard(SimulatedDesfire.from_file(CARD), port=pcscd.port + 1).insert()
+        # The card's serving thread must not take the daemon's signals (see runtime.run).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        try:
+            card = VpcdCard(SimulatedDesfire.from_file(CARD), port=pcscd.port + 1).insert()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         listen = host.config.metrics_listen or host.load_site().school.metrics_listen
         env = f"BADGED_HOST_CONFIG={HOST_FILE} PCSCLITE_CSOCK_NAME={pcscd.socket_path}"
         print(f"""badged demo: school demo, state in {STATE}

@@ -13,6 +13,7 @@ import pytest
 
 from badged.cards.pcscd_sandbox import PcscdSandbox, SandboxError
 from badged.cards.vpcd import CardEngine, VpcdCard
+from badged.demo import write_credentials
 
 InsertCard = Callable[..., VpcdCard]
 
@@ -66,3 +67,27 @@ def insert_card(pcsc: PcscdSandbox) -> Iterator[InsertCard]:
     if pcsc.running:
         for reader in sorted({reader for _, reader in cards}):
             pcsc.wait_card(present=False, reader=reader)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def credentials(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The demo keys as systemd credentials (0600 files), `$CREDENTIALS_DIRECTORY` set."""
+    directory = write_credentials(tmp_path_factory.mktemp("credentials") / "creds")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CREDENTIALS_DIRECTORY", str(directory))
+        yield directory
+
+
+@pytest.fixture(scope="module")
+def host_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A host file running the demo school of the repo's config tree."""
+    base = tmp_path_factory.mktemp("host")
+    path = base / "badged.yaml"
+    path.write_text(
+        f"tree: {REPO / 'config'}\nschool: demo\n"
+        f"state_dir: {base / 'state'}\nruntime_dir: {base / 'run'}\n"
+    )
+    return path

@@ -26,12 +26,12 @@ from functools import lru_cache
 from itertools import islice
 from operator import attrgetter
 from pathlib import Path
-from typing import Literal
 
 from ..store import crous_cards
 from ..store.crous_cards import Conflict, StagedRow
 from ..textfile import TextFileError as CardsFileError
 from ..textfile import decode
+from .imports import Rejection, RowsOutcome
 
 HEADER = ("PIX.SS", "PIX.NN", "AAPL", "NUM_PROTOCOLAIRE", "NUM_APPLICATIF", "NFO", "CNOUS",
           "CROUS", "EMETTEUR", "MAPPING", "NUM_CARTE", "DATE_CREATION")
@@ -57,15 +57,7 @@ _FAST_LINE = re.compile(
 
 
 @dataclass(frozen=True)
-class Rejection:
-    """A row not imported: its physical line (header = 1) and why."""
-
-    line: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class ImportReport:
+class ImportReport(RowsOutcome):
     """What an import did, for the CLI to print and for callers to act on."""
 
     file: str
@@ -75,20 +67,6 @@ class ImportReport:
     unchanged: int
     rejections: tuple[Rejection, ...]
     strict: bool
-
-    @property
-    def rejected(self) -> int:
-        return len(self.rejections)
-
-    @property
-    def outcome(self) -> Literal["ok", "partial", "refused"]:
-        """ok: every row in; partial: good rows in, some rejected; refused: strict, none in."""
-        if not self.rejections:
-            return "ok"
-        return "refused" if self.strict else "partial"
-
-    def diagnostics(self) -> list[str]:
-        return [f"{self.file}:{r.line}: {r.reason}" for r in self.rejections]
 
     def summary(self) -> str:
         imported = f"{self.imported} imported"

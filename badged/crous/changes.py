@@ -15,8 +15,8 @@ year in their fingerprint: each year's file is sent anew.
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -50,11 +50,12 @@ class ChangeSet:
 
 
 def _fingerprint(values: dict[LayoutField, Any], year: int | None) -> str:
-    data = {k.value: v.isoformat() if isinstance(v, date) else v for k, v in values.items()}
+    """A digest of what a line says (fields in a fixed order, `_values` builds them so;
+    `str` of a date is its ISO form)."""
+    text = "\x1f".join(["" if v is None else str(v) for v in values.values()])
     if year is not None:
-        data["academic_year"] = year
-    text = json.dumps(data, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+        text += f"\x1e{year}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _date(text: str | None) -> date | None:
@@ -105,12 +106,14 @@ def _due(ctx: _Context, p: sqlite3.Row) -> date:
     return min(end, ctx.year_end) if end else ctx.year_end
 
 
-def _candidate(ctx: _Context, kind: ExchangeKind, p: sqlite3.Row,
+def _candidate(ctx: _Context, kind: ExchangeKind, p: sqlite3.Row, left: date | None,
                ever_sent: set[str]) -> tuple[dict[LayoutField, Any], str, bool] | None:
-    """(values, reason, per-year) if this person belongs in this kind's file, else None."""
+    """(values, reason, per-year) if this person belongs in this kind's file, else None.
+
+    `left`: the day the person's leaving became effective, if it has.
+    """
     tariffs = ctx.site.tariffs
     student = p["category"] == "student"
-    left = ctx.leaving_since(p)
     if kind in (ExchangeKind.REINSCRIPTIONS, ExchangeKind.PRIMO_ENTRANTS):
         if not student or left is not None or p["academic_year"] != ctx.year:
             return None
@@ -150,21 +153,31 @@ def _candidate(ctx: _Context, kind: ExchangeKind, p: sqlite3.Row,
 def compute(conn: sqlite3.Connection, site: Site, kind: ExchangeKind,
             now: datetime) -> ChangeSet:
     """The lines due for `kind` now (pure over the store: writes nothing)."""
+    return compute_all(conn, site, [kind], now)[kind]
+
+
+def compute_all(conn: sqlite3.Connection, site: Site, kinds: Iterable[ExchangeKind],
+                now: datetime) -> dict[ExchangeKind, ChangeSet]:
+    """The change sets of several kinds, in one pass over the people."""
     ctx = _Context.of(site, now)
-    sent = store.last_sent(conn, kind.value)
-    ever = store.ever_sent(conn) if kind is ExchangeKind.DEPARTS else set()
-    result = ChangeSet(kind, ctx.year)
+    kinds = list(kinds)
+    sent = {kind: store.last_sent(conn, kind.value) for kind in kinds}
+    ever = store.ever_sent(conn) if ExchangeKind.DEPARTS in kinds else set()
+    results = {kind: ChangeSet(kind, ctx.year) for kind in kinds}
     for person in store.people_with_cards(conn):
-        found = _candidate(ctx, kind, person, ever)
-        if found is None:
-            continue
-        values, reason, per_year = found
-        fingerprint = _fingerprint(values, ctx.year if per_year else None)
-        previous = sent.get(person["id"])
-        if previous is not None and previous[0] == fingerprint:
-            result.unchanged += 1
-            continue
-        if previous is not None:
-            reason += f" (changed since batch {previous[1]})"
-        result.lines.append(Line(person["id"], reason, values, fingerprint))
-    return result
+        left = ctx.leaving_since(person)
+        for kind in kinds:
+            found = _candidate(ctx, kind, person, left, ever)
+            if found is None:
+                continue
+            values, reason, per_year = found
+            fingerprint = _fingerprint(values, ctx.year if per_year else None)
+            previous = sent[kind].get(person["id"])
+            result = results[kind]
+            if previous is not None and previous[0] == fingerprint:
+                result.unchanged += 1
+                continue
+            if previous is not None:
+                reason += f" (changed since batch {previous[1]})"
+            result.lines.append(Line(person["id"], reason, values, fingerprint))
+    return results

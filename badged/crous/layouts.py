@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -36,12 +36,21 @@ def file_name(layout: Layout, *, school: str, uai: str, crous: str, kind: str,
     return layout.file_name.format(school=school, uai=uai, crous=crous, kind=kind, date=when)
 
 
-def _text(value: Any, fmt: str) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, date):
-        return value.strftime(fmt)
-    return str(value)
+def _formatter(fmt: str) -> Callable[[Any], str]:
+    dates: dict[date, str] = {}  # a file repeats its due dates: format each once
+
+    def text(value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return value
+        if isinstance(value, date):
+            if value not in dates:
+                dates[value] = value.strftime(fmt)
+            return dates[value]
+        return str(value)
+
+    return text
 
 
 def render(layout: Layout, rows: Sequence[Row], *, name: str,
@@ -53,9 +62,8 @@ def render(layout: Layout, rows: Sequence[Row], *, name: str,
                         quoting=csv.QUOTE_MINIMAL)
     if layout.header:
         writer.writerow([c.header for c in layout.columns])
-    formats = [(c.field, c.format or layout.date_format) for c in layout.columns]
-    for row in rows:
-        writer.writerow([_text(row.get(field), fmt) for field, fmt in formats])
+    columns = [(c.field, _formatter(c.format or layout.date_format)) for c in layout.columns]
+    writer.writerows([[text(row.get(field)) for field, text in columns] for row in rows])
     text = buffer.getvalue()
     try:
         content = text.encode(layout.encoding)

@@ -40,11 +40,12 @@ from datetime import date, datetime
 from itertools import chain
 from operator import attrgetter, methodcaller
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..config.model import PersonField, PopulationSource
 from ..store import people
 from ..textfile import TextFileError
+from .imports import Rejection, RowsOutcome
 
 PROGRESS_EVERY = 10_000
 
@@ -85,15 +86,7 @@ def find_source(population: Mapping[str, PopulationSource], name: str,
 
 
 @dataclass(frozen=True)
-class Rejection:
-    """A row not imported: its physical line (header = 1) and why."""
-
-    line: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class PopulationReport:
+class PopulationReport(RowsOutcome):
     """What an import did, for the CLI to print and for callers to act on."""
 
     file: str
@@ -107,20 +100,8 @@ class PopulationReport:
     strict: bool
     notes: tuple[str, ...] = ()  # whole-file remarks, e.g. why nobody was marked leaving
 
-    @property
-    def rejected(self) -> int:
-        return len(self.rejections)
-
-    @property
-    def outcome(self) -> Literal["ok", "partial", "refused"]:
-        """ok: every row in; partial: good rows in, some rejected; refused: strict, none in."""
-        if not self.rejections:
-            return "ok"
-        return "refused" if self.strict else "partial"
-
     def diagnostics(self) -> list[str]:
-        return ([f"{self.file}:{r.line}: {r.reason}" for r in self.rejections]
-                + [f"{self.file}: {note}" for note in self.notes])
+        return super().diagnostics() + [f"{self.file}: {note}" for note in self.notes]
 
     def summary(self) -> str:
         text = (f"{self.file}: {self.read} read, {self.created} created, {self.updated} updated, "

@@ -48,6 +48,9 @@ PURGE, PURGE_SCHEDULE = "archive-purge", "every day at 04:23"
 GAUGE_REFRESH_SECONDS = 30.0
 
 
+HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
 class StartError(Exception):
     """The daemon cannot start (metrics port taken, control socket busy, key missing)."""
 
@@ -104,6 +107,9 @@ class Daemon:
 
     def run(self) -> int:
         self.start()
+        # The threads started above keep the signals blocked (see `run`): SIGTERM/SIGHUP
+        # reach this thread, which takes them at once instead of after its current wait.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         ping = notify.watchdog_interval()
         next_ping = time.monotonic()
         next_gauges = time.monotonic() + GAUGE_REFRESH_SECONDS
@@ -325,7 +331,15 @@ class Daemon:
 
 
 def run(host: Host) -> int:
-    """Build the daemon, wire signals, run until SIGTERM; StartError/ConfigError propagate."""
+    """Build the daemon, wire signals, run until SIGTERM; StartError/ConfigError propagate.
+
+    The signals are blocked while the daemon's threads start, so that they inherit the
+    block: the kernel may deliver a process signal to any thread that does not block it,
+    and Python runs the handler only when the main thread next runs bytecode, i.e. after
+    its wait for the next ping or job (up to 30 s). `Daemon.run` unblocks them in the main
+    thread once started; a signal that came in meanwhile is handled then.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
     daemon = Daemon(host)
     signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())

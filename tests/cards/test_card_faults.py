@@ -8,7 +8,6 @@ the same reader succeeds.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,31 +47,6 @@ Hook = Callable[[bytes, bytes], bytes]
 
 
 # --- fixtures and helpers ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def credentials(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The demo keys as systemd credentials (0600 files), `$CREDENTIALS_DIRECTORY` set."""
-    directory = tmp_path_factory.mktemp("credentials")
-    directory.chmod(0o700)
-    for name, value in DEMO_KEYS.items():
-        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(value + "\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CREDENTIALS_DIRECTORY", str(directory))
-        yield directory
-
-
-@pytest.fixture(scope="module")
-def host_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("host")
-    path = base / "badged.yaml"
-    path.write_text(
-        f"tree: {REPO / 'config'}\nschool: demo\n"
-        f"state_dir: {base / 'state'}\nruntime_dir: {base / 'run'}\n"
-    )
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ YAML) and by hand, never by the code under test.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from badged.cards.reading import read_one
 from badged.cards.simulator import SimulatedDesfire
 from badged.cli import main
 from badged.config.tree import load_card_profile
-from badged.demo import DEMO_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 CARDS = REPO / "demo" / "cards"
@@ -39,32 +37,6 @@ DESFIRE_ATR = "3B8180018080"
 
 
 # --- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def credentials(tmp_path_factory: pytest.TempPathFactory):
-    """The demo keys as systemd credentials (0600 files), `$CREDENTIALS_DIRECTORY` set."""
-    directory = tmp_path_factory.mktemp("credentials")
-    directory.chmod(0o700)
-    for name, value in DEMO_KEYS.items():
-        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(value + "\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CREDENTIALS_DIRECTORY", str(directory))
-        yield directory
-
-
-@pytest.fixture(scope="module")
-def host_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A host file running the demo school of the repo's config tree."""
-    base = tmp_path_factory.mktemp("host")
-    path = base / "badged.yaml"
-    path.write_text(
-        f"tree: {REPO / 'config'}\nschool: demo\n"
-        f"state_dir: {base / 'state'}\nruntime_dir: {base / 'run'}\n"
-    )
-    return path
 
 
 def profile_arg(ref: str) -> str:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,38 +18,11 @@ from badged.cards.reading import read_one
 from badged.cards.simulator import SimulatedDesfire
 from badged.cli import main
 from badged.config.tree import load_card_profile
-from badged.demo import DEMO_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 CARDS = REPO / "demo" / "cards"
 BAD_CARDS = REPO / "tests" / "fixtures" / "cards"
 BADGED = Path(sys.executable).with_name("badged")
-
-
-@pytest.fixture(scope="module")
-def credentials(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The demo keys as systemd credentials (0600 files), `$CREDENTIALS_DIRECTORY` set."""
-    directory = tmp_path_factory.mktemp("credentials")
-    directory.chmod(0o700)
-    for name, value in DEMO_KEYS.items():
-        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(value + "\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CREDENTIALS_DIRECTORY", str(directory))
-        yield directory
-
-
-@pytest.fixture(scope="module")
-def host_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A host file running the demo school of the repo's config tree."""
-    base = tmp_path_factory.mktemp("host")
-    path = base / "badged.yaml"
-    path.write_text(
-        f"tree: {REPO / 'config'}\nschool: demo\n"
-        f"state_dir: {base / 'state'}\nruntime_dir: {base / 'run'}\n"
-    )
-    return path
 
 
 def badged(host_file: Path, credentials: Path, *args: str) -> Result:

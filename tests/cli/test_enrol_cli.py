@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from badged.cards.simulator import SimulatedDesfire
 from badged.cli import main
-from badged.demo import DEMO_KEYS
+from badged.demo import write_credentials
 from badged.store import cards
 from badged.store.db import open_store
 
@@ -31,12 +31,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pcsc, request):
     if marker:
         school = tree / "schools/demo.yaml"
         school.write_text(school.read_text() + f"card_profile: {marker.args[0]}\n")
-    creds = tmp_path / "credentials"
-    creds.mkdir(mode=0o700)
-    for name, value in DEMO_KEYS.items():
-        (creds / name).write_text(value)
-        (creds / name).chmod(0o600)
-    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(write_credentials(tmp_path / "creds")))
     host = tmp_path / "badged.yaml"
     host.write_text(f"tree: {tree}\nschool: demo\nstate_dir: state\n"
                     "runtime_dir: run\n")

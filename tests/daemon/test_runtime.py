@@ -20,6 +20,7 @@ import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import StartDaemon
@@ -257,3 +258,22 @@ def test_readme_demo_runs_answers_status_and_stops(demo_port: int,
     log = b"".join(output).decode()
     assert "badged demo: school demo" in log and "Traceback" not in log
     assert not (REPO / "state" / "demo" / "run" / "control.sock").exists()
+
+
+def test_only_the_main_thread_takes_the_signals(site: Site, pcsc,
+                                                start_daemon: StartDaemon) -> None:
+    """The kernel gives a process signal to any thread not blocking it; Python runs the
+    handler in the main thread only when it next runs bytecode — after its current wait
+    (up to 30 s). So the daemon's other threads block SIGTERM, SIGINT and SIGHUP."""
+    daemon = start_daemon()
+    daemon.status()  # a control connection thread was started too
+    handled = (1 << (signal.SIGHUP - 1)) | (1 << (signal.SIGINT - 1)) | (
+        1 << (signal.SIGTERM - 1))
+    blocked = {}
+    for task in Path(f"/proc/{daemon.pid}/task").iterdir():
+        status = (task / "status").read_text()
+        mask = int(status.split("SigBlk:")[1].split()[0], 16)
+        blocked[int(task.name)] = mask & handled
+    assert blocked.pop(daemon.pid) == 0
+    assert blocked and set(blocked.values()) == {handled}, blocked
+    assert daemon.stop() == 0

@@ -71,3 +71,11 @@ def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(StoreError, match="cannot open the store"):
         open_store(blocker / "state")
+
+
+def test_migrations_are_numbered_without_gaps() -> None:
+    """`user_version` records the last one applied: a gap or a repeat would skip one."""
+    from badged.store.db import _migrations
+
+    numbers = [number for number, _, _ in _migrations()]
+    assert numbers == list(range(1, len(numbers) + 1))

@@ -1,0 +1,134 @@
+"""Bench: registry import + change sets + rendering of every kind, against a bare `csv`
+read and write of the same rows, in the same run.
+
+Generates the demo school's two registry exports (students UTF-8, staff Windows-1252) with
+`--people` rows in all (90 % students, half of them re-enrolled), then times, best of N:
+- ours: `import_population` of both files on a fresh store, then for each exchange kind
+  `changes.compute` and `layouts.render` of the lines due (what `exchange run` does before
+  the outbox);
+- baseline: `csv.reader` over both files and `csv.writer` of every row into one CSV, the
+  least any tool doing the same job must do.
+It prints both, the ratio (goal ≤ 3), the lines per kind, and the peak memory of ours.
+
+    .venv/bin/python bench/exchanges.py [--people 100000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import random
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+from datetime import date, datetime
+from pathlib import Path
+
+from badged.config.model import ExchangeKind
+from badged.config.tree import Site, load_tree
+from badged.crous import changes, layouts
+from badged.crous.deadlines import PARIS
+from badged.crous.population import import_population
+from badged.store.db import open_store
+
+REPO = Path(__file__).resolve().parents[1]
+GOAL = 3.0
+NOW = datetime(2026, 9, 20, 6, 30, tzinfo=PARIS)
+FIRST = ("Élodie", "Noël", "Zoé", "Léa", "Hugo", "Chloé", "Jérôme", "Maël", "Inès", "Luc")
+LAST = ("Lefèvre", "Dupont", "Nguyen", "Martin", "Bérard", "Lecœur", "Durand", "Petit")
+
+
+def generate(folder: Path, people: int, seed: int = 2026) -> tuple[Path, Path]:
+    rng = random.Random(seed)
+    students, staff = folder / "students.csv", folder / "staff.csv"
+    n_students = people * 9 // 10
+    with students.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, delimiter=";", lineterminator="\r\n")
+        w.writerow(["NUM_ETU", "INE", "NOM", "PRENOM", "DATE_NAISSANCE", "FORMATION", "MAIL",
+                    "ANNEE", "ANNEE_PREMIERE_INSCRIPTION"])
+        for i in range(n_students):
+            first, last = rng.choice(FIRST), rng.choice(LAST)
+            w.writerow([f"2{i:07d}", f"{i:010d}X", last, first,
+                        f"{rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/"
+                        f"{rng.randint(1998, 2008)}", "Cycle ingénieur",
+                        f"e{i}@example.org", 2026, rng.choice((2024, 2025, 2026, 2026))])
+    with staff.open("w", encoding="cp1252", newline="") as f:
+        w = csv.writer(f, delimiter=";", lineterminator="\r\n")
+        w.writerow(["MATRICULE", "NOM", "PRENOM", "DATE_NAISSANCE", "MAIL", "STATUT",
+                    "INDICE", "FIN_CONTRAT"])
+        for i in range(people - n_students):
+            w.writerow([f"D{i:06d}", rng.choice(LAST).replace("œ", "oe"),
+                        rng.choice(FIRST), "01/01/1980", f"s{i}@example.org",
+                        rng.choice(("psg", "prs", "ctr", "stg")), rng.randint(0, 900), ""])
+    return students, staff
+
+
+def ours(site: Site, files: tuple[Path, Path], state: Path) -> dict[str, int]:
+    conn = open_store(state)
+    for name, path in zip(("students", "staff"), files, strict=True):
+        report = import_population(conn, path, name, site.school.population[name],
+                                   today=date(2026, 9, 20))
+        assert not report.rejections, report.rejections[:3]
+    counts = {}
+    for kind, found in changes.compute_all(conn, site, list(ExchangeKind), NOW).items():
+        _, layout = site.layouts[kind]
+        layouts.render(layout, [line.values for line in found.lines], name=kind.value)
+        counts[kind.value] = len(found.lines)
+    conn.close()
+    return counts
+
+
+def baseline(files: tuple[Path, Path]) -> int:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    rows = 0
+    for path, encoding in zip(files, ("utf-8", "cp1252"), strict=True):
+        with path.open(encoding=encoding, newline="") as f:
+            for row in csv.reader(f, delimiter=";"):
+                writer.writerow(row)
+                rows += 1
+    out.getvalue().encode("utf-8")
+    return rows
+
+
+def best(runs: int, func) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    site = load_tree(REPO / "config").site("demo")
+    with tempfile.TemporaryDirectory(prefix="bench-exchanges-") as tmp:
+        folder = Path(tmp)
+        files = generate(folder, args.people)
+        n = iter(range(1_000_000))
+        base = best(args.runs, lambda: baseline(files))
+        ours_time = best(args.runs, lambda: ours(site, files, folder / f"state{next(n)}"))
+        tracemalloc.start()
+        counts = ours(site, files, folder / "state-mem")
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    ratio = ours_time / base
+    print(f"people:              {args.people} ({args.people * 9 // 10} students)")
+    print(f"lines due per kind:  {counts}")
+    print(f"baseline csv r/w:    {base:.3f} s")
+    print(f"ours (import+sets+render): {ours_time:.3f} s")
+    print(f"ratio:               {ratio:.2f} (goal <= {GOAL})")
+    print(f"peak memory (ours):  {peak / 2**20:.1f} MiB traced, process max RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
