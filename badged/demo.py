@@ -13,10 +13,15 @@ import signal
 import sys
 from pathlib import Path
 
+from .config.host import Host
+from .crous.population import import_population
+from .store.db import open_store
+
 REPO = Path(__file__).resolve().parent.parent
 HOST_FILE = REPO / "demo" / "badged.yaml"
 STATE = REPO / "state" / "demo"
 CARD = REPO / "demo" / "cards" / "crous-card.yaml"
+REGISTRY = REPO / "demo" / "registry"
 # The demo cards' keys: test data shipped in demo/cards/, never a site's real keys.
 DEMO_KEYS = {
     "demo-crous-read": "00112233445566778899AABBCCDDEEFF",
@@ -43,6 +48,18 @@ def prepare() -> dict[str, str]:
     return {"CREDENTIALS_DIRECTORY": str(credentials), "BADGED_HOST_CONFIG": str(HOST_FILE)}
 
 
+def import_registry(host: Host) -> None:
+    """Load the sample registry exports (demo/registry/NAME.csv), as a nightly job would."""
+    site = host.load_site()
+    conn = open_store(host.state_dir)
+    for name, source in site.school.population.items():
+        path = REGISTRY / f"{name}.csv"
+        if path.exists():
+            report = import_population(conn, path, name, source)
+            print(report.summary(), flush=True)
+    conn.close()
+
+
 def main() -> int:
     os.environ.update(prepare())
     # The private pcscd must be up (PCSCLITE_CSOCK_NAME set) before any PC/SC call.
@@ -55,6 +72,7 @@ def main() -> int:
 
     host = load_host(HOST_FILE)
     setup(host.config.log_level)
+    import_registry(host)
     with PcscdSandbox(STATE / "pcscd") as pcscd:
         # The card's serving thread must not take the daemon's signals (see runtime.run).
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
@@ -68,6 +86,9 @@ def main() -> int:
   metrics      http://{listen}/metrics
   status       {env} .venv/bin/badged status
   read a card  {env} .venv/bin/badged card read --reader '{pcscd.readers[1]}'
+  CROUS files  BADGED_HOST_CONFIG={HOST_FILE} .venv/bin/badged exchange plan
+               (sent every 10 minutes, or now with `exchange run KIND`, to
+               {STATE / 'maildir'})
   (card {CARD.name} sits on '{pcscd.readers[1]}', the lookup reader; Ctrl-C stops)""",
               flush=True)
         try:
