@@ -10,9 +10,11 @@ old one (`badged_config_last_reload_successful 0`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import select
 import signal
 import threading
 import time
@@ -73,7 +75,11 @@ class Daemon:
         self.desk = Desk()
         self.taps = Taps(self.store, self.metrics, self.desk)
         self.stop_event = threading.Event()
-        self.wake = threading.Event()
+        # Signal handlers only set flags and write to this pipe: taking a lock there (an
+        # Event's) could deadlock against the main thread holding it.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self.reload_requested = False
         # Jobs get their own connection: an SMTP delivery must never hold the lock the
         # reader thread needs to record a tap. One job runs at a time (JobRunner's lock).
@@ -137,18 +143,31 @@ class Daemon:
             job_wait = self.jobs.seconds_until_next()
             if job_wait is not None:
                 waits.append(job_wait)
-            self.wake.wait(max(0.0, min(waits)))
-            self.wake.clear()
+            self._sleep(max(0.0, min(waits)))
         self.shutdown()
         return 0
 
+    def _sleep(self, seconds: float) -> None:
+        """Until `seconds` pass or a signal pokes the wake-up pipe."""
+        ready, _, _ = select.select([self._wake_r], [], [], seconds)
+        if ready:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._wake_r, 64):
+                    pass
+
+    def _poke(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # full pipe: a wake-up is pending anyway
+            os.write(self._wake_w, b"\0")
+
     def request_stop(self) -> None:
+        # The main thread never waits on stop_event (it only reads it): setting it from a
+        # handler cannot deadlock, and it stops run_pending between two jobs.
         self.stop_event.set()
-        self.wake.set()
+        self._poke()
 
     def request_reload(self) -> None:
         self.reload_requested = True
-        self.wake.set()
+        self._poke()
 
     def shutdown(self) -> None:
         notify.stopping()
@@ -159,6 +178,8 @@ class Daemon:
             self.metrics_server.close()
         self.store.close()
         self.job_conn.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
         log.info("stopped")
 
     # --- reload ------------------------------------------------------------------------
