@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -57,7 +58,11 @@ def open_store(state_dir: Path) -> sqlite3.Connection:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = state_dir / DB_NAME
         # Create the file ourselves: sqlite3 would honour the umask; WAL/SHM copy our mode.
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        # Only when it is missing: closing any descriptor of a database file releases the
+        # POSIX locks of every connection this process has open on it.
+        if not path.exists():
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                timeout=10)
     except (OSError, sqlite3.Error) as exc:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from badged.daemon.control import ControlClient, socket_path
-from badged.demo import DEMO_KEYS
+from badged.demo import write_credentials
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config"
@@ -66,16 +66,6 @@ def wait_until(check: Callable[[], T], timeout: float = 10.0, what: str = "condi
             detail = f" (last error: {last_exc})" if last_exc else ""
             raise TimeoutError(f"{what}: not true after {timeout:g} s{detail}")
         time.sleep(step)
-
-
-def write_credentials(directory: Path) -> Path:
-    """The demo cards' test keys as systemd-style credentials (0700 dir, 0600 files)."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for name, value in DEMO_KEYS.items():
-        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(value + "\n")
-    return directory
 
 
 @dataclass

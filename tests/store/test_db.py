@@ -79,3 +79,32 @@ def test_migrations_are_numbered_without_gaps() -> None:
 
     numbers = [number for number, _, _ in _migrations()]
     assert numbers == list(range(1, len(numbers) + 1))
+
+
+def test_opening_the_store_twice_in_one_process_keeps_both_connections_sound(
+        tmp_path: Path) -> None:
+    """The daemon opens the store twice (shared + jobs) while the CLI writes from other
+    processes. Closing any descriptor of the database file drops the process's POSIX
+    locks: if the second open did, another process would take the WAL for its own, and
+    the first connection would read stale snapshots and lose its writes."""
+    import subprocess
+    import sys
+
+    def other_process(sql: str) -> str:
+        code = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None);"
+                "r = c.execute(sys.argv[2]).fetchall(); print(r[0][0] if r else '')")
+        return subprocess.run([sys.executable, "-c", code, str(tmp_path / DB_NAME), sql],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    first = open_store(tmp_path)
+    first.execute("SELECT count(*) FROM people").fetchall()
+    second = open_store(tmp_path)
+    other_process("INSERT INTO people (id, last_name, first_name, category, created_at, "
+                  "updated_at) VALUES ('p1', 'A', 'A', 'staff', 'x', 'x')")
+    assert people.get(first, "p1") is not None
+    people.upsert(first, people.Person(id="p2", last_name="B", first_name="B",
+                                       category="staff"))
+    assert other_process("SELECT count(*) FROM people") == "2"
+    second.close()
+    first.close()
+    assert other_process("SELECT count(*) FROM people") == "2"

@@ -1,0 +1,80 @@
+"""Through the running daemon: a desk enrolment (`badged enrol` waits, a card is tapped on
+the enrolment reader), an exchange run into the demo maildir, and the gauges that follow."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+from click.testing import CliRunner
+from daemonkit import BADGED, wait_until
+
+from badged.cards.simulator import SimulatedDesfire
+from badged.cli import main
+from badged.crous.deadlines import deadline
+from badged.store import cards
+from badged.store.db import open_store
+
+REPO = Path(__file__).resolve().parents[2]
+CARD = REPO / "demo/cards/crous-card.yaml"
+
+
+def cli(site, *args: str) -> str:
+    result = CliRunner().invoke(main, ["--host-config", str(site.host_file), *args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_desk_enrolment_through_the_daemon(site, start_daemon, insert_card, pcsc) -> None:
+    daemon = start_daemon()
+    cli(site, "person", "add", "s1", "--last-name", "Martin", "--first-name", "Alex",
+        "--category", "student")
+    cli(site, "stock", "receive", "20")
+    enrol = subprocess.Popen(
+        [str(BADGED), "--host-config", str(site.host_file), "enrol", "--person", "s1",
+         "--timeout", "20", "--json"],
+        env={**daemon.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The request is waiting at the desk before the card is tapped.
+    wait_until(lambda: daemon.status()["enrolments_waiting"] == 1, what="enrol request")
+    insert_card(SimulatedDesfire.from_file(CARD), reader=0)
+    out, err = enrol.communicate(timeout=30)
+    assert enrol.returncode == 0, err
+    assert "not running" not in err  # the daemon did it, not the one-shot fallback
+    done = json.loads(out)
+    assert (done["csn"], done["person_id"], done["crous_number"], done["crous_number_from"],
+            done["stock_left"]) == ("04112233445566", "s1", 249760531028417, "card", 19)
+    assert daemon.metric("badged_enrolments_total") == 1
+    assert daemon.metric("badged_card_spend_euros_total") == 0.3
+    daemon.wait_metric("badged_cards", 1, state="active")
+    assert daemon.metric("badged_card_stock") == 19
+    conn = open_store(site.state_dir)
+    assert cards.get(conn, "04112233445566").person_id == "s1"
+    # A second request for someone unknown is refused before any tap.
+    refused = subprocess.run(
+        [str(BADGED), "--host-config", str(site.host_file), "enrol", "--person", "nobody",
+         "--timeout", "2"], env={**daemon.env}, capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 1
+    assert "refused: unknown person 'nobody'" in refused.stderr
+
+
+def test_exchange_run_through_the_daemon(site, start_daemon) -> None:
+    daemon = start_daemon()
+    for name in ("students", "staff"):
+        cli(site, "population", "import", str(REPO / f"demo/registry/{name}.csv"),
+            "--source", name)
+    out = cli(site, "exchange", "run", "personnels")
+    assert "personnels: batch 1 with" in out and "1 sent, 0 failed, 0 pending" in out
+    box = mailbox.Maildir(site.state_dir / "maildir", create=False)
+    [message] = list(box)
+    assert message["To"] == ("monetique@crous-demo.example.org, "
+                             "restauration@crous-demo.example.org")
+    assert daemon.metric("badged_exchange_batches_written_total", kind="personnels") == 1
+    assert daemon.metric("badged_exchange_batches_sent_total", kind="personnels") == 1
+    # The réinscriptions deadline of the demo CROUS (10-30) in this academic year.
+    expected = deadline(datetime.now(UTC), "10-30").timestamp()
+    assert daemon.metric("badged_exchange_deadline_timestamp_seconds",
+                         kind="reinscriptions") == expected
+    assert daemon.metric("badged_outbox_pending_batches") == 0
