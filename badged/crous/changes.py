@@ -106,48 +106,49 @@ def _due(ctx: _Context, p: sqlite3.Row) -> date:
     return min(end, ctx.year_end) if end else ctx.year_end
 
 
-def _candidate(ctx: _Context, kind: ExchangeKind, p: sqlite3.Row, left: date | None,
-               ever_sent: set[str]) -> tuple[dict[LayoutField, Any], str, bool] | None:
-    """(values, reason, per-year) if this person belongs in this kind's file, else None.
+def _classify(ctx: _Context, p: sqlite3.Row, left: date | None, ever_sent: set[str]
+              ) -> tuple[ExchangeKind, dict[LayoutField, Any], str, bool] | None:
+    """The one kind a person's line belongs to now, with (values, reason, per-year).
 
-    `left`: the day the person's leaving became effective, if it has.
+    A person is in at most one file: a student of this year is re-enrolled or a
+    primo-entrant, present staff are personnels, and whoever left (and was declared
+    before) is a départ. `left`: the day their leaving became effective, if it has.
     """
     tariffs = ctx.site.tariffs
     student = p["category"] == "student"
-    if kind in (ExchangeKind.REINSCRIPTIONS, ExchangeKind.PRIMO_ENTRANTS):
-        if not student or left is not None or p["academic_year"] != ctx.year:
+    if left is not None:  # départs: only people the CROUS heard of from us
+        if p["id"] not in ever_sent or (student and not ctx.site.crous.departs_include_students):
             return None
-        first = p["first_enrolment_year"]
-        rate = tariffs.students
-        values = _values(ctx, p, rate.id_company_rate, rate.id_rate, _due(ctx, p))
-        season = f"{ctx.year}-{ctx.year + 1}"
-        if kind is ExchangeKind.REINSCRIPTIONS and first is not None and first < ctx.year:
-            return values, f"re-enrolled for {season} (first enrolled {first})", True
-        if kind is ExchangeKind.PRIMO_ENTRANTS and first is None:
-            return values, f"enrolled for {season}, first enrolment year unknown", True
-        if kind is ExchangeKind.PRIMO_ENTRANTS and first == ctx.year:
-            return values, f"first enrolment in {season}", True
-        return None
-    if kind is ExchangeKind.PERSONNELS:
-        if student or left is not None:
-            return None
+        company = (tariffs.students.id_company_rate if student else
+                   rate_for(tariffs, "staff", p["status_code"], p["staff_index"])
+                   .id_company_rate)
+        values = _values(ctx, p, company, LEAVING_RATE, max(left, ctx.today))
+        end = _date(p["end_of_rights"])
+        why = (f"rights ended {p['end_of_rights']}" if end and end < ctx.today else
+               f"absent from the {p['source']} export since {p['leaving_since']}")
+        return ExchangeKind.DEPARTS, values, f"left: {why}; tarif {LEAVING_RATE}", False
+    if not student:
         rate = rate_for(tariffs, "staff", p["status_code"], p["staff_index"])
         values = _values(ctx, p, rate.id_company_rate, rate.id_rate, _due(ctx, p))
-        return values, (f"staff {p['status_code'] or '(no status)'} index "
-                        f"{p['staff_index'] if p['staff_index'] is not None else '-'}: "
-                        f"{rate.id_company_rate} / {rate.id_rate}"), False
-    # départs: only people the CROUS heard of from us.
-    if left is None or p["id"] not in ever_sent:
+        index = p["staff_index"] if p["staff_index"] is not None else "-"
+        return (ExchangeKind.PERSONNELS, values,
+                f"staff {p['status_code'] or '(no status)'} index {index}: "
+                f"{rate.id_company_rate} / {rate.id_rate}", False)
+    if p["academic_year"] != ctx.year:
         return None
-    if student and not ctx.site.crous.departs_include_students:
-        return None
-    company = (tariffs.students.id_company_rate if student else
-               rate_for(tariffs, "staff", p["status_code"], p["staff_index"]).id_company_rate)
-    values = _values(ctx, p, company, LEAVING_RATE, max(left, ctx.today))
-    why = (f"rights ended {p['end_of_rights']}" if p["end_of_rights"] and
-           _date(p["end_of_rights"]) < ctx.today else
-           f"absent from the {p['source']} export since {p['leaving_since']}")
-    return values, f"left: {why}; tarif {LEAVING_RATE}", False
+    first = p["first_enrolment_year"]
+    rate = tariffs.students
+    values = _values(ctx, p, rate.id_company_rate, rate.id_rate, _due(ctx, p))
+    season = f"{ctx.year}-{ctx.year + 1}"
+    if first is None:
+        return (ExchangeKind.PRIMO_ENTRANTS, values,
+                f"enrolled for {season}, first enrolment year unknown", True)
+    if first < ctx.year:
+        return (ExchangeKind.REINSCRIPTIONS, values,
+                f"re-enrolled for {season} (first enrolled {first})", True)
+    if first == ctx.year:
+        return ExchangeKind.PRIMO_ENTRANTS, values, f"first enrolment in {season}", True
+    return None
 
 
 def compute(conn: sqlite3.Connection, site: Site, kind: ExchangeKind,
@@ -165,19 +166,17 @@ def compute_all(conn: sqlite3.Connection, site: Site, kinds: Iterable[ExchangeKi
     ever = store.ever_sent(conn) if ExchangeKind.DEPARTS in kinds else set()
     results = {kind: ChangeSet(kind, ctx.year) for kind in kinds}
     for person in store.people_with_cards(conn):
-        left = ctx.leaving_since(person)
-        for kind in kinds:
-            found = _candidate(ctx, kind, person, left, ever)
-            if found is None:
-                continue
-            values, reason, per_year = found
-            fingerprint = _fingerprint(values, ctx.year if per_year else None)
-            previous = sent[kind].get(person["id"])
-            result = results[kind]
-            if previous is not None and previous[0] == fingerprint:
-                result.unchanged += 1
-                continue
-            if previous is not None:
-                reason += f" (changed since batch {previous[1]})"
-            result.lines.append(Line(person["id"], reason, values, fingerprint))
+        found = _classify(ctx, person, ctx.leaving_since(person), ever)
+        if found is None or found[0] not in results:
+            continue
+        kind, values, reason, per_year = found
+        fingerprint = _fingerprint(values, ctx.year if per_year else None)
+        previous = sent[kind].get(person["id"])
+        result = results[kind]
+        if previous is not None and previous[0] == fingerprint:
+            result.unchanged += 1
+            continue
+        if previous is not None:
+            reason += f" (changed since batch {previous[1]})"
+        result.lines.append(Line(person["id"], reason, values, fingerprint))
     return results
