@@ -36,6 +36,11 @@ CASES = {
                           "end of stream (while scanning a quoted scalar at line 3, column 6)"],
     "sam-key": ["tree/card-profiles/profile.yaml:6:10: applications.0.keys.1: reading through "
                 "a SAM is not supported yet"],
+    "layout-unknown-field": ["tree/layouts/crous-default.yaml:4:28: columns.1.field: input "
+                             "should be 'identifier', 'institutional_id', 'ine', 'last_name', "
+                             "'first_name', 'email', 'birth_date', 'rne_org_code', "
+                             "'id_company_rate', 'id_rate', 'due_date', 'category', "
+                             "'crous_number', 'csn' or 'kind'"],
     "empty-file": ["tree/layouts/crous-default.yaml:1:1: empty file"],
     "ten-errors": [
         "tree/card-profiles/profile.yaml:1:13: technology: input should be 'desfire-ev1'",
