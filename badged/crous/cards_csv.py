@@ -91,15 +91,34 @@ def import_cards(conn: sqlite3.Connection, path: Path, *, inverse_csn: bool = Fa
     """
     lines = read_lines(path)
     rows = _Rows(lines, inverse_csn=inverse_csn, progress=progress)
-    with crous_cards.staged(conn, rows) as batch:
-        conflicts = batch.conflicts()
-        batch.discard(c.line for c in conflicts)
-        rejections = sorted([*rows.rejections, *map(_conflict_rejection, conflicts)],
-                            key=attrgetter("line"))
-        unchanged = batch.unchanged()
-        inserted = updated = 0
-        if not (strict and rejections):
-            inserted, updated = batch.write(str(path.resolve()))
+    conflicts: list[Rejection] = []
+    updates: list[StagedRow] = []
+    unchanged = 0
+
+    def new_rows(links: crous_cards.Links) -> Iterator[StagedRow]:
+        """Classify each parsed row; yield the new links, keep the rest aside."""
+        nonlocal unchanged
+        for row in rows:
+            conflict = links.conflict(row)
+            if conflict is not None:
+                conflicts.append(_conflict_rejection(conflict))
+                continue
+            stored = links.stored_details(row)
+            if stored is None:
+                yield row
+            elif stored == crous_cards.details(row):
+                unchanged += 1
+            else:
+                updates.append(row)
+
+    with crous_cards.importing(conn, str(path.resolve())) as batch:
+        inserted = batch.insert(new_rows(batch.links))
+        updated = batch.update(updates)
+        rejections = sorted([*rows.rejections, *conflicts], key=attrgetter("line"))
+        if strict and rejections:
+            inserted = updated = 0
+        else:
+            batch.commit()
     return ImportReport(file=str(path), read=rows.read, imported=inserted + updated,
                         updated=updated, unchanged=unchanged, rejections=tuple(rejections),
                         strict=strict)

@@ -1,12 +1,13 @@
 """CROUS card links (CSN ↔ NUM_CARTE), as imported from the CROUS card CSV.
 
-An import is set-based: the file's good rows go into a temporary table with one
-`executemany`, then conflicts, unchanged rows, updates and inserts are each one SQL statement
-joining that table to `crous_cards` through its two unique indexes. A round trip per row
-would cost seconds on a 100 000-row batch; here SQLite does the per-row work in C.
+An import runs in one write transaction (`importing`): the stored links are read once into
+memory (`Links`), each row of the file is classified against them in Python (new,
+unchanged, updated details, or a conflict), and the new rows go straight into the table
+with one `executemany`. No staging table: on a fresh store the import costs the parse plus
+what a bare `.import` costs.
 
-The service decides (strict or partial); this module only answers questions about a staged
-batch and writes it. Nothing is committed unless `Batch.write` was called.
+The service decides (strict or partial); nothing is committed unless `Import.commit` is
+called.
 """
 
 from __future__ import annotations
@@ -22,56 +23,21 @@ from .db import StoreError, utcnow
 FIELDS = ("pix_ss", "pix_nn", "appl", "csn", "rid", "nfo", "cnous", "crous",
           "emetteur", "mapping", "num_carte", "date_creation")
 
-# One staged row: the file's physical line number, then the FIELDS values, converted
+# One parsed row: the file's physical line number, then the FIELDS values, converted
 # (CSN/RID upper-case hex, EMETTEUR/MAPPING/NUM_CARTE integers, ISO date). A plain tuple:
 # it is built once per row on the hot path.
 StagedRow = tuple[int, str, str, str, str, str, str, str, str, int, int, int, str]
 
-_STAGING = "temp.crous_cards_import"
 # Page cache during an import (KiB). The default 2 MiB thrashes on a 100 000-row batch: its
 # random CSNs and card numbers touch every page of both indexes, over and over.
 _IMPORT_CACHE_KIB = 64 * 1024
 _DETAILS = tuple(f for f in FIELDS if f not in ("csn", "num_carte"))
-_COLS = ", ".join(FIELDS)
-_S_DETAILS = ", ".join(f"s.{f}" for f in _DETAILS)
-_C_DETAILS = ", ".join(f"c.{f}" for f in _DETAILS)
-
-_CREATE_STAGING = """
-CREATE TEMP TABLE crous_cards_import (
-    line INTEGER PRIMARY KEY, pix_ss TEXT NOT NULL, pix_nn TEXT NOT NULL, appl TEXT NOT NULL,
-    csn TEXT NOT NULL, rid TEXT NOT NULL, nfo TEXT NOT NULL, cnous TEXT NOT NULL,
-    crous TEXT NOT NULL, emetteur INTEGER NOT NULL, mapping INTEGER NOT NULL,
-    num_carte INTEGER NOT NULL, date_creation TEXT NOT NULL
-)"""
-_STAGE = f"INSERT INTO {_STAGING} VALUES ({', '.join('?' * (len(FIELDS) + 1))})"
-
-# Rows whose CSN or NUM_CARTE is already linked to something else.
-_CONFLICTS = f"""
-SELECT s.line, s.csn, s.num_carte, by_num.csn, by_csn.num_carte
-FROM {_STAGING} AS s
-LEFT JOIN crous_cards AS by_csn ON by_csn.csn = s.csn AND by_csn.num_carte <> s.num_carte
-LEFT JOIN crous_cards AS by_num ON by_num.num_carte = s.num_carte AND by_num.csn <> s.csn
-WHERE by_csn.csn IS NOT NULL OR by_num.csn IS NOT NULL
-ORDER BY s.line"""
-
-_UNCHANGED = f"""
-SELECT count(*) FROM {_STAGING} AS s JOIN crous_cards AS c ON c.csn = s.csn
-WHERE c.num_carte = s.num_carte AND ({_C_DETAILS}) IS ({_S_DETAILS})"""
-
-# Same link, other details (a corrected date…): refresh them. The link itself never
-# changes here: conflicting rows were discarded before.
-_UPDATE = f"""
-UPDATE crous_cards AS c SET ({', '.join(_DETAILS)}) = ({_S_DETAILS}),
-    imported_at = :now, source_file = :source
-FROM {_STAGING} AS s
-WHERE c.csn = s.csn AND c.num_carte = s.num_carte AND ({_C_DETAILS}) IS NOT ({_S_DETAILS})"""
-
-# New links. An existing CSN is, by now, an identical or just-updated link: skip it. A
-# NUM_CARTE clash cannot happen any more; if it did, the IntegrityError rolls back.
-_INSERT = f"""
-INSERT INTO crous_cards ({_COLS}, imported_at, source_file)
-SELECT {_COLS}, :now, :source FROM {_STAGING} WHERE true
-ON CONFLICT (csn) DO NOTHING"""
+_INSERT = (f"INSERT INTO crous_cards ({', '.join(FIELDS)}, imported_at, source_file) "
+           f"VALUES ({', '.join('?' * (len(FIELDS) + 2))})")
+_UPDATE = (f"UPDATE crous_cards SET {', '.join(f'{f} = ?' for f in _DETAILS)}, "
+           "imported_at = ?, source_file = ? WHERE csn = ?")
+_CSN, _NUM = 4, 11  # positions of csn and num_carte in a StagedRow
+_DETAIL_POSITIONS = tuple(1 + FIELDS.index(f) for f in _DETAILS)
 
 
 @dataclass(frozen=True)
@@ -114,52 +80,79 @@ def count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM crous_cards").fetchone()[0])
 
 
-class Batch:
-    """A staged import, inside an open write transaction (see `staged`)."""
+class Links:
+    """The stored links, for classifying the rows of a file against them."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
+        self.by_csn: dict[str, tuple[int, tuple[object, ...]]] = {}
+        self.by_num: dict[int, str] = {}
+        rows = conn.execute(f"SELECT csn, num_carte, {', '.join(_DETAILS)} FROM crous_cards")
+        for csn, num, *details in rows:
+            self.by_csn[csn] = (num, tuple(details))
+            self.by_num[num] = csn
+
+    def conflict(self, row: StagedRow) -> Conflict | None:
+        """A row contradicting a stored link (its CSN or its NUM_CARTE is taken)."""
+        csn, num = row[_CSN], row[_NUM]
+        known = self.by_csn.get(csn)
+        known_num = known[0] if known is not None and known[0] != num else None
+        other_csn = self.by_num.get(num)
+        known_csn = other_csn if other_csn is not None and other_csn != csn else None
+        if known_num is None and known_csn is None:
+            return None
+        return Conflict(row[0], csn, num, known_csn, known_num)
+
+    def stored_details(self, row: StagedRow) -> tuple[object, ...] | None:
+        """The stored details of this very link, None if the link is new."""
+        known = self.by_csn.get(row[_CSN])
+        return known[1] if known is not None else None
+
+
+def details(row: StagedRow) -> tuple[object, ...]:
+    return tuple(row[i] for i in _DETAIL_POSITIONS)
+
+
+class Import:
+    """An import inside its write transaction (see `importing`)."""
+
+    def __init__(self, conn: sqlite3.Connection, source_file: str) -> None:
         self._conn = conn
-        self.written = False
+        self._stamp = (utcnow(), source_file)
+        self.links = Links(conn)
+        self.committed = False
 
-    def conflicts(self) -> list[Conflict]:
-        """Staged rows contradicting a stored link, by line."""
-        return [Conflict(*row) for row in self._conn.execute(_CONFLICTS)]
+    def insert(self, rows: Iterable[StagedRow]) -> int:
+        """Write new links (rows may be a generator: they stream into SQLite)."""
+        before = self._conn.total_changes
+        self._conn.executemany(_INSERT, (row[1:] + self._stamp for row in rows))
+        return self._conn.total_changes - before
 
-    def discard(self, lines: Iterable[int]) -> None:
-        """Drop rows from the batch (they are rejected: never written)."""
-        self._conn.executemany(f"DELETE FROM {_STAGING} WHERE line = ?",
-                               ((line,) for line in lines))
+    def update(self, rows: Iterable[StagedRow]) -> int:
+        """Refresh the details of known links (a corrected date…); the link never changes."""
+        before = self._conn.total_changes
+        self._conn.executemany(_UPDATE, (details(row) + self._stamp + (row[_CSN],)
+                                         for row in rows))
+        return self._conn.total_changes - before
 
-    def unchanged(self) -> int:
-        """How many staged rows are already stored exactly as they are."""
-        return int(self._conn.execute(_UNCHANGED).fetchone()[0])
-
-    def write(self, source_file: str) -> tuple[int, int]:
-        """Store the staged rows; returns (inserted, updated). Commits when `staged` exits."""
-        params = {"now": utcnow(), "source": source_file}
-        updated = self._conn.execute(_UPDATE, params).rowcount
-        inserted = self._conn.execute(_INSERT, params).rowcount
-        self.written = True
-        return inserted, updated
+    def commit(self) -> None:
+        self.committed = True
 
 
 @contextmanager
-def staged(conn: sqlite3.Connection, rows: Iterable[StagedRow]) -> Iterator[Batch]:
-    """Stage `rows` in a write transaction; commit on exit only if the batch was written.
+def importing(conn: sqlite3.Connection, source_file: str) -> Iterator[Import]:
+    """A write transaction for one import: committed on exit only if `commit()` was called.
 
-    `BEGIN IMMEDIATE` takes the write lock first, so what `conflicts()` sees is still true
-    when `write()` runs, even with the daemon writing to the same store.
+    `BEGIN IMMEDIATE` takes the write lock before the stored links are read, so the
+    classification still holds when the rows are written, even with the daemon writing to
+    the same store.
     """
     cache_size = conn.execute("PRAGMA cache_size").fetchone()[0]
     try:
         conn.execute(f"PRAGMA cache_size = {-_IMPORT_CACHE_KIB}")
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(_CREATE_STAGING)
-        conn.executemany(_STAGE, rows)
-        batch = Batch(conn)
+        batch = Import(conn, source_file)
         yield batch
-        conn.execute(f"DROP TABLE {_STAGING}")
-        conn.execute("COMMIT" if batch.written else "ROLLBACK")
+        conn.execute("COMMIT" if batch.committed else "ROLLBACK")
     except sqlite3.Error as exc:
         _rollback(conn)
         raise StoreError(f"cannot import CROUS cards: {exc}") from exc
