@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .db import StoreError, utcnow
+from .db import bulk_write, utcnow
 
 # The file's columns, in the file's order (reference/crous.md §1), as stored.
 FIELDS = ("pix_ss", "pix_nn", "appl", "csn", "rid", "nfo", "cnous", "crous",
@@ -28,9 +28,6 @@ FIELDS = ("pix_ss", "pix_nn", "appl", "csn", "rid", "nfo", "cnous", "crous",
 # it is built once per row on the hot path.
 StagedRow = tuple[int, str, str, str, str, str, str, str, str, int, int, int, str]
 
-# Page cache during an import (KiB). The default 2 MiB thrashes on a 100 000-row batch: its
-# random CSNs and card numbers touch every page of both indexes, over and over.
-_IMPORT_CACHE_KIB = 64 * 1024
 _DETAILS = tuple(f for f in FIELDS if f not in ("csn", "num_carte"))
 _INSERT = (f"INSERT INTO crous_cards ({', '.join(FIELDS)}, imported_at, source_file) "
            f"VALUES ({', '.join('?' * (len(FIELDS) + 2))})")
@@ -140,29 +137,10 @@ class Import:
 
 @contextmanager
 def importing(conn: sqlite3.Connection, source_file: str) -> Iterator[Import]:
-    """A write transaction for one import: committed on exit only if `commit()` was called.
-
-    `BEGIN IMMEDIATE` takes the write lock before the stored links are read, so the
-    classification still holds when the rows are written, even with the daemon writing to
-    the same store.
-    """
-    cache_size = conn.execute("PRAGMA cache_size").fetchone()[0]
-    try:
-        conn.execute(f"PRAGMA cache_size = {-_IMPORT_CACHE_KIB}")
-        conn.execute("BEGIN IMMEDIATE")
+    """A write transaction for one import: committed on exit only if `commit()` was called
+    (the stored links are read after the write lock is taken: see `db.bulk_write`)."""
+    with bulk_write(conn, "CROUS cards") as tx:
         batch = Import(conn, source_file)
         yield batch
-        conn.execute("COMMIT" if batch.committed else "ROLLBACK")
-    except sqlite3.Error as exc:
-        _rollback(conn)
-        raise StoreError(f"cannot import CROUS cards: {exc}") from exc
-    except BaseException:
-        _rollback(conn)
-        raise
-    finally:
-        conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
+        if batch.committed:
+            tx.commit()

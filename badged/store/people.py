@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .db import StoreError, utcnow
+from .db import bulk_write, utcnow
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,6 @@ def leaving(conn: sqlite3.Connection, source: str | None = None) -> list[Person]
 
 _STAGING = "temp.people_import"
 _PRESENT = "temp.people_import_present"  # ids in the file whose rows were not staged
-# Page cache during an import (KiB): random ids touch every page of the indexes.
-_IMPORT_CACHE_KIB = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -219,10 +217,7 @@ def staged(conn: sqlite3.Connection, columns: Sequence[str],
     if ("id" not in columns or len(set(columns)) != len(columns)
             or any(c not in IMPORTABLE for c in columns)):
         raise ValueError(f"bad import columns: {columns!r}")
-    cache_size = conn.execute("PRAGMA cache_size").fetchone()[0]
-    try:
-        conn.execute(f"PRAGMA cache_size = {-_IMPORT_CACHE_KIB}")
-        conn.execute("BEGIN IMMEDIATE")
+    with bulk_write(conn, "people", temp_tables=(_STAGING, _PRESENT)) as tx:
         # Rows arrive in line order: appending by rowid, then indexing the ids in one sorted
         # pass, costs a third less than keeping an id index up to date row by row.
         conn.execute("CREATE TEMP TABLE people_import (line INTEGER PRIMARY KEY"
@@ -233,22 +228,5 @@ def staged(conn: sqlite3.Connection, columns: Sequence[str],
         conn.execute("CREATE UNIQUE INDEX temp.people_import_id ON people_import (id)")
         batch = ImportBatch(conn, columns)
         yield batch
-        conn.execute(f"DROP TABLE {_STAGING}")
-        conn.execute(f"DROP TABLE {_PRESENT}")
-        conn.execute("COMMIT" if batch.written else "ROLLBACK")
-    except sqlite3.Error as exc:
-        _rollback(conn)
-        raise StoreError(f"cannot import people: {exc}") from exc
-    except BaseException:
-        _rollback(conn)
-        raise
-    finally:
-        conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
-    # A failed import must not leave its temporary tables for the next one.
-    conn.execute(f"DROP TABLE IF EXISTS {_STAGING}")
-    conn.execute(f"DROP TABLE IF EXISTS {_PRESENT}")
+        if batch.written:
+            tx.commit()
