@@ -14,7 +14,9 @@ from ..cards.reading import read_one
 from ..config.model import ReaderRole
 from ..daemon.control import ControlClient, DaemonUnreachable, RequestError, socket_path
 from ..enrolment import EnrolmentError, Policy, enrol
+from ..enrolment_batch import enrol_file
 from ..lifecycle import actor
+from ..store import people
 from ..store.db import open_store
 from . import EXIT_PARTIAL, Context, fail, main, pass_ctx, user_errors
 
@@ -60,8 +62,6 @@ def _one_shot(ctx: Context, person_id: str, reader: str | None, timeout: float) 
         enrolment = [r.name for r in site.school.readers if r.role is ReaderRole.ENROLMENT]
         reader = enrolment[0] if enrolment else None
     conn = open_store(ctx.host.state_dir)
-    from ..store import people
-
     if people.get(conn, person_id) is None:
         fail(f"refused: unknown person {person_id!r} (add them with badged person add, or "
              "import the registry)")
@@ -88,8 +88,6 @@ def _text(done: dict[str, Any]) -> str:
 
 
 def _batch(ctx: Context, path: Path, strict: bool) -> None:
-    from ..enrolment_batch import enrol_file
-
     site = ctx.host.load_site()
     conn = open_store(ctx.host.state_dir)
     report = enrol_file(conn, path, Policy.of(site.school.enrolment, site.comue),
