@@ -82,10 +82,11 @@ def main() -> int:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         listen = host.config.metrics_listen or host.load_site().school.metrics_listen
         env = f"BADGED_HOST_CONFIG={HOST_FILE} PCSCLITE_CSOCK_NAME={pcscd.socket_path}"
+        keys = f"CREDENTIALS_DIRECTORY={os.environ['CREDENTIALS_DIRECTORY']}"
         print(f"""badged demo: school demo, state in {STATE}
   metrics      http://{listen}/metrics
   status       {env} .venv/bin/badged status
-  read a card  {env} .venv/bin/badged card read --reader '{pcscd.readers[1]}'
+  read a card  {env} {keys} .venv/bin/badged card read --reader '{pcscd.readers[1]}'
   CROUS files  BADGED_HOST_CONFIG={HOST_FILE} .venv/bin/badged exchange plan
                (sent every 10 minutes, or now with `exchange run KIND`, to
                {STATE / 'maildir'})
