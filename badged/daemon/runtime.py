@@ -108,14 +108,15 @@ class Daemon:
         self._refresh_gauges()
         log.info("badged %s: school %s (%s) ready, metrics on %s, control socket %s",
                  __version__, self.site.id, self.site.school.name, listen, self.control.path)
+        # The threads started above keep the signals blocked (see `run`): SIGTERM/SIGHUP
+        # reach this thread, which takes them at once instead of after its current wait.
+        # Unblocked before READY, so a stop sent right after READY is taken at once.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         notify.ready()
         notify.status(self.summary())
 
     def run(self) -> int:
         self.start()
-        # The threads started above keep the signals blocked (see `run`): SIGTERM/SIGHUP
-        # reach this thread, which takes them at once instead of after its current wait.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         ping = notify.watchdog_interval()
         next_ping = time.monotonic()
         next_gauges = time.monotonic() + GAUGE_REFRESH_SECONDS
