@@ -22,6 +22,7 @@ from ..cards.profile import CardReadError
 from ..config.errors import ConfigError, SecretError
 from ..config.host import Host, host_config_path, load_host
 from ..crous.exchanges import ExchangeError
+from ..crous.imports import RowsOutcome
 from ..crous.mail import DeliveryError
 from ..daemon.control import ControlError, ControlSocketError, DaemonUnreachable
 from ..daemon.metrics import MetricsBindError
@@ -39,6 +40,21 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ControlSocketError, ControlError, TextFileError, LifecycleError, ExchangeError,
     DeliveryError,
 )
+
+
+def progress_printer(file: object, wanted: bool) -> Callable[[int], None] | None:
+    """Progress of a large import on stderr: asked for, or when stderr is a terminal."""
+    if not (wanted or sys.stderr.isatty()):
+        return None
+    return lambda rows: click.echo(f"{file}: {rows} rows read", err=True)
+
+
+def finish_import(report: RowsOutcome) -> NoReturn:
+    """Each rejected row on stderr, the summary on stdout, exit 0, 3 (partial) or 1."""
+    for line in report.diagnostics():
+        click.echo(line, err=True)
+    click.echo(report.summary())
+    sys.exit({"ok": EXIT_OK, "partial": EXIT_PARTIAL, "refused": EXIT_USER}[report.outcome])
 
 
 def fail(message: str, code: int = EXIT_USER) -> NoReturn:

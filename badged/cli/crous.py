@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -10,9 +9,7 @@ import click
 
 from ..crous.cards_csv import CardsFileError, import_cards
 from ..store.db import open_store
-from . import EXIT_OK, EXIT_PARTIAL, EXIT_USER, Context, fail, main, pass_ctx, user_errors
-
-_EXIT = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "refused": EXIT_USER}
+from . import Context, fail, finish_import, main, pass_ctx, progress_printer, user_errors
 
 
 @main.group()
@@ -40,17 +37,10 @@ def import_cards_command(ctx: Context, file: Path, inverse_csn: bool, strict: bo
     every row is in, 3 when some were rejected, 1 when nothing was imported (a whole-file
     problem, or --strict with any bad row).
     """
-    def show_progress(rows: int) -> None:
-        click.echo(f"{file}: {rows} rows read", err=True)
-
     with closing(open_store(ctx.host.state_dir)) as conn:
         try:
             report = import_cards(conn, file, inverse_csn=inverse_csn, strict=strict,
-                                  progress=show_progress
-                                  if progress or sys.stderr.isatty() else None)
+                                  progress=progress_printer(file, progress))
         except CardsFileError as exc:
             fail(str(exc))
-    for line in report.diagnostics():
-        click.echo(line, err=True)
-    click.echo(report.summary())
-    sys.exit(_EXIT[report.outcome])
+    finish_import(report)

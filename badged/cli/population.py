@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from contextlib import closing
 from datetime import date
 from pathlib import Path
@@ -12,9 +11,7 @@ import click
 from ..crous.population import PopulationError, find_source, import_population
 from ..store.db import open_store
 from ..textfile import TextFileError
-from . import EXIT_OK, EXIT_PARTIAL, EXIT_USER, Context, fail, main, pass_ctx, user_errors
-
-_EXIT = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "refused": EXIT_USER}
+from . import Context, fail, finish_import, main, pass_ctx, progress_printer, user_errors
 
 
 @main.group()
@@ -48,19 +45,13 @@ def import_command(ctx: Context, file: Path, source_name: str, strict: bool,
     except PopulationError as exc:
         fail(f"error: {exc}")
 
-    def show_progress(rows: int) -> None:
-        click.echo(f"{file}: {rows} rows read", err=True)
-
     with closing(open_store(ctx.host.state_dir)) as conn:
         try:
             report = import_population(
                 conn, file, source_name, source, strict=strict, today=date.today(),
-                progress=show_progress if progress or sys.stderr.isatty() else None)
+                progress=progress_printer(file, progress))
         except TextFileError as exc:
             fail(str(exc))
         except PopulationError as exc:
             fail(f"error: {exc}")
-    for line in report.diagnostics():
-        click.echo(line, err=True)
-    click.echo(report.summary())
-    sys.exit(_EXIT[report.outcome])
+    finish_import(report)
