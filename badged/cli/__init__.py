@@ -118,7 +118,8 @@ pass_ctx = click.make_pass_decorator(Context)
 # is imported when that command runs (or for --help): `badged run` then loads the daemon,
 # not the exchange, import or simulator code of the other commands.
 _COMMANDS = {
-    "card": "card", "reader": "card", "config": "config", "crous": "crous", "enrol": "enrol",
+    "card": "card", "reader": "card", "config": "config", "crous": "crous", "doctor": "doctor",
+    "enrol": "enrol",
     "exchange": "exchange", "person": "person", "population": "population", "run": "run",
     "status": "status", "stock": "stock", "report": "stock",
 }
