@@ -120,6 +120,7 @@ def _register() -> None:
         card,
         config,
         crous,
+        doctor,
         enrol,
         exchange,
         person,
