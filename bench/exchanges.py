@@ -30,7 +30,7 @@ from pathlib import Path
 
 from badged.config.model import ExchangeKind
 from badged.config.tree import Site, load_tree
-from badged.crous import changes, layouts
+from badged.crous import changes
 from badged.crous.deadlines import PARIS
 from badged.crous.population import import_population
 from badged.store.db import open_store
@@ -77,7 +77,7 @@ def ours(site: Site, files: tuple[Path, Path], state: Path) -> dict[str, int]:
     counts = {}
     for kind, found in changes.compute_all(conn, site, list(ExchangeKind), NOW).items():
         _, layout = site.layouts[kind]
-        layouts.render(layout, [line.values for line in found.lines], name=kind.value)
+        found.render(layout, kind.value)
         counts[kind.value] = len(found.lines)
     conn.close()
     return counts
