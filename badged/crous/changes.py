@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from hashlib import blake2b
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..config.tree import Site
 from ..store import exchanges as store
 from . import layouts
 from .deadlines import PARIS, academic_year_start
-from .tariffs import rate_for
+from .tariffs import staff_rule
 
 LEAVING_RATE = 99
 F = LayoutField
@@ -72,17 +73,28 @@ class ChangeSet:
                                    date_fields=DATE_FIELDS)
 
 
-def _text(value: Any) -> str:
-    """A value as the fingerprint writes it (`str` of a date is its ISO form)."""
-    return "" if value is None else str(value)
-
-
 def _fingerprint(row: tuple[Any, ...], year: int | None) -> str:
-    """A digest of what a line says: its values in `FIELDS` order, then the year if any."""
-    text = "\x1f".join(map(_text, row))
+    """A digest of what a line says: its values in `FIELDS` order, each as `str` (a date
+    in ISO form, None as empty) joined by US (0x1F), then RS (0x1E) and the year if any.
+
+    Written out field by field (one f-string, no call per value): this is the hot spot of
+    a change set, and stored fingerprints must never change meaning (see the tests).
+    """
+    (pid, iid, ine, last, first, email, birth, uai, company, rate, due, category, crous,
+     csn) = row
+    text = (f"{pid}\x1f{iid}\x1f{'' if ine is None else ine}\x1f"
+            f"{'' if last is None else last}\x1f{'' if first is None else first}\x1f"
+            f"{'' if email is None else email}\x1f{'' if birth is None else _iso(birth)}\x1f"
+            f"{'' if uai is None else uai}\x1f{'' if company is None else company}\x1f"
+            f"{'' if rate is None else rate}\x1f{'' if due is None else _iso(due)}\x1f"
+            f"{'' if category is None else category}\x1f{'' if crous is None else crous}\x1f"
+            f"{'' if csn is None else csn}")
     if year is not None:
         text += f"\x1e{year}"
     return blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+_iso = lru_cache(maxsize=4096)(str)  # dates repeat (due dates, birth dates): format once
 
 
 class _Context:
@@ -103,14 +115,16 @@ class _Context:
         students = site.tariffs.students
         self.student_rates = (students.id_company_rate, students.id_rate)
         self._staff_rates: dict[tuple[str | None, int | None], tuple[int, int]] = {}
-        self._dates: dict[str, date] = {}
+        self.dates: dict[str, date] = {}
         self.reasons: dict[tuple[Any, ...], str] = {}
 
     def staff_rates(self, status: str | None, index: int | None) -> tuple[int, int]:
-        """(idCompanyRate, idRate) of a staff member: `rate_for`, once per (status, index)."""
+        """(idCompanyRate, idRate) of a staff member (as `rate_for`), once per (status,
+        index)."""
         key = (status, index)
         if (rates := self._staff_rates.get(key)) is None:
-            rate = rate_for(self.site.tariffs, "staff", status, index)
+            # `rate_for` without a Rate model per call: the same rule, or the default.
+            rate = staff_rule(self.site.tariffs, status, index) or self.site.tariffs.default
             rates = self._staff_rates[key] = (rate.id_company_rate, rate.id_rate)
         return rates
 
@@ -118,8 +132,8 @@ class _Context:
         """A stored ISO date as a date (a registry has few distinct ones: each parsed once)."""
         if not text:
             return None
-        if (found := self._dates.get(text)) is None:
-            found = self._dates[text] = date.fromisoformat(text)
+        if (found := self.dates.get(text)) is None:
+            found = self.dates[text] = date.fromisoformat(text)
         return found
 
     def leaving_since(self, p: tuple[Any, ...]) -> date | None:
@@ -134,8 +148,11 @@ class _Context:
         return left if left is not None and left <= self.today else None
 
     def due(self, p: tuple[Any, ...]) -> date:
+        if not p[_END]:
+            return self.year_end
         end = self.date(p[_END])
-        return min(end, self.year_end) if end else self.year_end
+        assert end is not None
+        return min(end, self.year_end)
 
 
 # Positions in a person tuple (`store.exchanges.PERSON_COLUMNS`).
@@ -146,8 +163,10 @@ class _Context:
 def _row(ctx: _Context, p: tuple[Any, ...], company: int, rate: int,
          due: date) -> tuple[Any, ...]:
     """The line's values in `FIELDS` order."""
-    pid = p[_ID]
-    return (pid, pid, p[_INE], p[_LAST], p[_FIRST], p[_EMAIL], ctx.date(p[_BIRTH]), ctx.uai,
+    pid, birth = p[_ID], p[_BIRTH]
+    if birth:
+        birth = ctx.dates.get(birth) or ctx.date(birth)
+    return (pid, pid, p[_INE], p[_LAST], p[_FIRST], p[_EMAIL], birth or None, ctx.uai,
             company, rate, due, p[_CATEGORY], p[_CROUS], p[_CSN])
 
 

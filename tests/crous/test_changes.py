@@ -122,3 +122,22 @@ def test_rights_ended(conn) -> None:
     conn.execute("UPDATE people SET end_of_rights = '2026-12-31' WHERE id = 't1'")
     assert due(conn, K.DEPARTS, datetime(2027, 1, 5, tzinfo=PARIS)) == {
         "t1": "left: rights ended 2026-12-31; tarif 99"}
+
+
+def test_fingerprints_keep_their_formula(conn) -> None:
+    """Stored fingerprints are compared across versions: the digest of the line's values
+    (None as empty, dates ISO) joined by US, then RS and the year for per-year kinds."""
+    import hashlib
+
+    people.upsert(conn, student("s1", 2026, 2026, birth_date="2004-02-29"))
+    people.upsert(conn, staff("t1", "psg", 420))
+    for kind, year in ((K.PRIMO_ENTRANTS, 2026), (K.PERSONNELS, None)):
+        [line] = compute(conn, SITE, kind, YEAR1).lines
+        text = "\x1f".join("" if v is None else str(v) for v in line.values.values())
+        if year is not None:
+            text += f"\x1e{year}"
+        assert line.fingerprint == hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        assert list(line.values) == [F.IDENTIFIER, F.INSTITUTIONAL_ID, F.INE, F.LAST_NAME,
+                                     F.FIRST_NAME, F.EMAIL, F.BIRTH_DATE, F.RNE_ORG_CODE,
+                                     F.ID_COMPANY_RATE, F.ID_RATE, F.DUE_DATE, F.CATEGORY,
+                                     F.CROUS_NUMBER, F.CSN]
