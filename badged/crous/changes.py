@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from hashlib import blake2b
+from sys import intern
 from typing import Any
 
 from ..config.model import ExchangeKind, Layout, LayoutField
@@ -166,8 +167,10 @@ def _row(ctx: _Context, p: tuple[Any, ...], company: int, rate: int,
     pid, birth = p[_ID], p[_BIRTH]
     if birth:
         birth = ctx.dates.get(birth) or ctx.date(birth)
-    return (pid, pid, p[_INE], p[_LAST], p[_FIRST], p[_EMAIL], birth or None, ctx.uai,
-            company, rate, due, p[_CATEGORY], p[_CROUS], p[_CSN])
+    # Names and categories repeat across people: one string each, not one per line (a
+    # change set holds every line until it is rendered).
+    return (pid, pid, p[_INE], intern(p[_LAST]), intern(p[_FIRST]), p[_EMAIL], birth or None,
+            ctx.uai, company, rate, due, intern(p[_CATEGORY]), p[_CROUS], p[_CSN])
 
 
 def _classify(ctx: _Context, p: tuple[Any, ...], ever_sent: set[str]
