@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -22,7 +23,7 @@ from ..cards.profile import CardReadError
 from ..config.errors import ConfigError, SecretError
 from ..config.host import Host, host_config_path, load_host
 from ..crous.exchanges import ExchangeError
-from ..crous.imports import RowsOutcome
+from ..crous.imports import ReportFile, RowsOutcome
 from ..crous.mail import DeliveryError
 from ..daemon.control import ControlError, ControlSocketError, DaemonUnreachable
 from ..daemon.metrics import MetricsBindError
@@ -49,12 +50,28 @@ def progress_printer(file: object, wanted: bool) -> Callable[[int], None] | None
     return lambda rows: click.echo(f"{file}: {rows} rows read", err=True)
 
 
-def finish_import(report: RowsOutcome) -> NoReturn:
-    """Each rejected row on stderr, the summary on stdout, exit 0, 3 (partial) or 1."""
-    for line in report.diagnostics():
+def finish_import(report: RowsOutcome, report_file: ReportFile | None = None) -> NoReturn:
+    """Rejected rows on stderr (the first ones, no values, then counts by reason), every
+    detail in the operator's `--report` file, the summary on stdout; exit 0, 3 or 1."""
+    if report_file is not None:
+        report_file.write(report.details())
+    shown = str(report_file.path) if report_file is not None else None
+    for line in report.diagnostics(report=shown):
         click.echo(line, err=True)
     click.echo(report.summary())
     sys.exit({"ok": EXIT_OK, "partial": EXIT_PARTIAL, "refused": EXIT_USER}[report.outcome])
+
+
+def report_option(func: F) -> F:
+    """`--report FILE`: every rejected row of an import with its values, mode 0600."""
+    return click.option(
+        "--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+        metavar="FILE", help="Write every rejected row with its values to FILE (mode 0600); "
+        "stderr names line, column and rule only.")(func)
+
+
+def open_report(path: Path | None) -> ReportFile | None:
+    return ReportFile(path) if path is not None else None
 
 
 def fail(message: str, code: int = EXIT_USER) -> NoReturn:
