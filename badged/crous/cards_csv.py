@@ -142,7 +142,10 @@ def read_lines(path: Path) -> list[str]:
 
 
 def _check_header(file: str, line: str) -> None:
-    found = tuple(field.strip() for field in _split(line))
+    try:
+        found = tuple(field.strip() for field in _split(line))
+    except csv.Error as exc:
+        raise CardsFileError(file, f"header: bad CSV quoting: {exc}") from None
     if found == HEADER:
         return
     if sorted(found) == sorted(HEADER):
@@ -181,7 +184,10 @@ def _checked_fields(line: str) -> Sequence[str] | None:
     A line of empty fields (`;;;;…`, as spreadsheets export trailing rows) counts as blank.
     Every problem of the line is reported at once.
     """
-    fields = [field.strip() for field in _split(line)]
+    try:
+        fields = [field.strip() for field in _split(line)]
+    except csv.Error as exc:  # a CR or a NUL inside quotes
+        raise _BadRowError(Problem(f"bad CSV quoting: {exc}")) from None
     if not any(fields):
         return None
     if len(fields) != len(HEADER):

@@ -65,10 +65,11 @@ def test_alias_bomb_through_the_cli_exits_1_in_little_memory(tmp_path: Path) -> 
                              (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
                              (os.POSIX_SPAWN_OPEN, 2, str(err), os.O_WRONLY | os.O_CREAT, 0o600)])
     _, status, usage = os.wait4(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 1
-    assert err.read_text().splitlines()[0] == (
+    text = err.read_text()
+    assert os.waitstatus_to_exitcode(status) == 1, text
+    assert text.splitlines()[0] == (
         f"{tree}/schools/school.yaml:6:15: too many nodes: more than {LIMITS.nodes} (an alias "
-        "counts as the whole value it stands for)")
+        "counts as the whole value it stands for)"), text
     assert usage.ru_maxrss < 100 * 1024, f"peak RSS {usage.ru_maxrss // 1024} MB"
 
 
