@@ -16,9 +16,9 @@ line itself, and a client that has not sent a whole line within `request_timeout
 gets an error and is closed; `light` ops (`status`, `ping`: quick, never blocking) have
 slots of their own, so idle or blocked clients never keep `badged status` from answering.
 Any malformed request (not JSON, not UTF-8, a lone surrogate, NaN, a number too long, the
-wrong fields) gets a clean error answer. Handlers
-raise `OpError("message")` for a clean error answer; any other exception is logged with
-its traceback and answered as an internal error. A handler registered with
+wrong fields) gets a clean error answer. Handlers raise `OpError("message")` for a clean
+error answer; any other exception is logged with its traceback and answered as an internal
+error. A handler registered with
 `cancellable=True` is called as `handler(request, cancelled)`: `cancelled` is a
 `threading.Event` set when the client hangs up (e.g. Ctrl-C on `badged enrol`), so a
 waiting enrolment stops instead of linking whatever card is tapped after the operator
