@@ -41,7 +41,7 @@ class Limits:
 
     file_bytes: int = 256 * 1024
     depth: int = 32
-    nodes: int = 20_000  # an alias counts as every node of the value it stands for
+    nodes: int = 10_000  # an alias counts as every node of the value it stands for
     aliases: int = 200
     scalar_chars: int = 64 * 1024  # a card file's 8 KiB file content in hex fits
     number_chars: int = 64
@@ -125,6 +125,14 @@ class _LimitedLoader(yaml.SafeLoader):
         self.open_anchors: set[str] = set()
         self.size: dict[int, int] = {}  # id(node) → nodes it expands to
         self.height: dict[int, int] = {}  # id(node) → levels it expands to
+
+    def fetch_flow_collection_start(self, token_class: type) -> None:
+        # Checked as soon as the scanner sees it: PyYAML holds tokens back while a simple
+        # key may still come, and its bookkeeping grows with each level (quadratic).
+        if self.flow_level >= self.limits.depth:
+            raise _BreachError(self.get_mark(), f"nested too deeply: more than "
+                               f"{self.limits.depth} levels")
+        super().fetch_flow_collection_start(token_class)
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         limits = self.limits

@@ -68,7 +68,7 @@ def test_alias_bomb_through_the_cli_exits_1_in_little_memory(tmp_path: Path) -> 
     text = err.read_text()
     assert os.waitstatus_to_exitcode(status) == 1, text
     assert text.splitlines()[0] == (
-        f"{tree}/schools/school.yaml:6:15: too many nodes: more than {LIMITS.nodes} (an alias "
+        f"{tree}/schools/school.yaml:6:10: too many nodes: more than {LIMITS.nodes} (an alias "
         "counts as the whole value it stands for)"), text
     assert usage.ru_maxrss < 100 * 1024, f"peak RSS {usage.ru_maxrss // 1024} MB"
 
@@ -88,6 +88,7 @@ def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
     # every node is a level, a scalar too: the mapping, the list, 1
     (Limits(depth=3), "a: [1]\nb: {c: 1}\n", None),
     (Limits(depth=3), "a: [[1]]\n", "1:6: nested too deeply: more than 3 levels"),
+    (Limits(depth=3), "[[[" + "[" * 10**5 + "\n", "1:4: nested too deeply: more than 3 levels"),
     (Limits(depth=3), "a: &x [1]\nb: [*x]\n", "2:5: nested too deeply: more than 3 levels"),
     # root, a, [1, 2] (3 nodes), b, *x (the 3 nodes again): 9
     (Limits(nodes=9), "a: &x [1, 2]\nb: *x\n", None),
@@ -153,7 +154,7 @@ def test_card_files_go_through_the_loader(tmp_path: Path) -> None:
     card.write_text((FIXTURES / "yaml-alias-bomb.yaml").read_text(encoding="utf-8"))
     with pytest.raises(CardFileError) as err:
         load_card_file(card)
-    assert err.value.problems == [f"{card}:6:15: (yaml): too many nodes: more than "
+    assert err.value.problems == [f"{card}:6:10: (yaml): too many nodes: more than "
                                   f"{LIMITS.nodes} (an alias counts as the whole value it "
                                   "stands for)"]
     card.write_text('uid: "04112233445566"\n' + "#" * LIMITS.file_bytes)
