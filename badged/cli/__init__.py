@@ -16,6 +16,8 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from .. import __version__
+from ..access.destinations import DestinationError as AccessDestinationError
+from ..access.export import AccessError
 from ..cards.desfire.errors import DesfireError
 from ..cards.pcsc import PcscError
 from ..cards.profile import CardReadError
@@ -38,7 +40,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS: tuple[type[Exception], ...] = (
     SecretError, StoreError, PcscError, CardReadError, DesfireError, MetricsBindError,
     ControlSocketError, ControlError, TextFileError, LifecycleError, ExchangeError,
-    DeliveryError,
+    DeliveryError, AccessError, AccessDestinationError,
 )
 
 
@@ -117,6 +119,7 @@ def main(ctx: click.Context, host_config: str | None) -> None:
 def _register() -> None:
     """Attach the command groups (imported here: they import this module's plumbing)."""
     from . import (  # noqa: F401
+        access,
         card,
         config,
         crous,

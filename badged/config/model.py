@@ -353,6 +353,31 @@ class LayoutField(StrEnum):
     CROUS_NUMBER = "crous_number"
     CSN = "csn"
     KIND = "kind"
+    # door-system exports (access_exports of a school; see ACCESS_LAYOUT_FIELDS)
+    CARD_ID = "card_id"
+    VALID_FROM = "valid_from"
+    VALID_UNTIL = "valid_until"
+    VALID = "valid"
+    BLOCKED = "blocked"
+    STATE = "state"
+    SCHOOL_NAME = "school_name"
+
+
+# What a door-system export fills: a layout used by an access export may show only these;
+# `valid`, `blocked` or `state` make it a format that carries a status.
+ACCESS_LAYOUT_FIELDS = frozenset({
+    LayoutField.IDENTIFIER, LayoutField.INSTITUTIONAL_ID, LayoutField.INE,
+    LayoutField.LAST_NAME, LayoutField.FIRST_NAME, LayoutField.EMAIL, LayoutField.BIRTH_DATE,
+    LayoutField.CATEGORY, LayoutField.CROUS_NUMBER, LayoutField.CSN, LayoutField.CARD_ID,
+    LayoutField.VALID_FROM, LayoutField.VALID_UNTIL, LayoutField.VALID, LayoutField.BLOCKED,
+    LayoutField.STATE, LayoutField.SCHOOL_NAME,
+})
+ACCESS_STATUS_FIELDS = frozenset({LayoutField.VALID, LayoutField.BLOCKED, LayoutField.STATE})
+# Fields only door-system exports fill: a CROUS exchange's layout cannot show them.
+ACCESS_ONLY_FIELDS = frozenset({
+    LayoutField.CARD_ID, LayoutField.VALID_FROM, LayoutField.VALID_UNTIL, LayoutField.VALID,
+    LayoutField.BLOCKED, LayoutField.STATE, LayoutField.SCHOOL_NAME,
+})
 
 
 class Column(Model):
@@ -452,6 +477,85 @@ class Exchange(Model):
     layout: Id | None = None
 
 
+class AccessFormat(StrEnum):
+    """The door-system file formats (docs/access-control.md)."""
+
+    TIL = "til"
+    SYNCHRONIC = "synchronic"
+    P2S = "p2s"
+    GENERIC = "generic"
+
+
+class CsnForm(StrEnum):
+    """How the CSN is written in the card column: the form the door system's readers send."""
+
+    HEX = "hex"
+    REVERSED_HEX = "reversed_hex"
+    DECIMAL = "decimal"
+    REVERSED_DECIMAL = "reversed_decimal"
+
+
+def _file_mode(value: str) -> str:
+    if not re.fullmatch(r"0?[0-7]{3}", value):
+        raise ValueError(f"{value!r} is not an octal file mode (e.g. '0640')")
+    if int(value, 8) & 0o007:
+        raise ValueError(f"mode {value} lets others read or write the file: the cards of "
+                         "the school are never world-readable (e.g. '0640')")
+    return value.zfill(4)
+
+
+def _file_name(value: str) -> str:
+    if "/" in value or "\0" in value or value.startswith(".") or value != value.strip():
+        raise ValueError(f"{value!r} is not a plain file name (no '/', no leading '.')")
+    return value
+
+
+FileMode = Annotated[str, AfterValidator(_file_mode)]
+PlainFileName = Annotated[str, StringConstraints(min_length=1, max_length=200),
+                          AfterValidator(_file_name)]
+
+
+class DirectoryDestination(Model):
+    """A folder the door system reads: relative paths are under the host's state_dir."""
+
+    path: Name
+    keep: Annotated[int, Field(ge=1, le=1000)] = 5
+    mode: FileMode = "0640"
+
+
+class SftpDestination(Model):
+    """An SFTP server: host key checked against `known_hosts`, key-based auth only."""
+
+    host: Name
+    port: Annotated[int, Field(gt=0, lt=65536)] = 22
+    user: Name
+    key: SecretRef
+    known_hosts: SecretRef
+    path: Name = "."
+    mode: FileMode = "0640"
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
+
+
+class AccessDestination(Model):
+    """Exactly one of `directory` and `sftp`."""
+
+    directory: DirectoryDestination | None = None
+    sftp: SftpDestination | None = None
+
+
+class AccessExport(Model):
+    """One file (or set of files) of the school's cards for a door system."""
+
+    format: AccessFormat
+    csn: CsnForm = CsnForm.HEX
+    schedule: ScheduleText
+    on_change: bool = False
+    destination: AccessDestination
+    file_name: PlainFileName | None = None  # default: <export name>.csv
+    layout: Id | None = None                # generic only: a layout of layouts/
+    max_lines: Annotated[int, Field(ge=1)] | None = None  # p2s only (default 1000)
+
+
 class CardStock(Model):
     low_threshold: Annotated[int, Field(ge=0)] = 0
 
@@ -475,6 +579,7 @@ class School(Model):
     readers: list[ReaderRule] = []
     population: dict[Id, PopulationSource] = {}
     exchanges: list[Exchange] = []
+    access_exports: dict[Id, AccessExport] = {}
     enrolment: Enrolment = Enrolment()
     card_stock: CardStock = CardStock()
     academic_year_start: MonthDay = "09-01"
