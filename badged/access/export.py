@@ -217,6 +217,24 @@ def _failed(conn: sqlite3.Connection, name: str, error: str, at: float) -> tuple
     return failures, retry
 
 
+def due(exports: dict[str, AccessExport], states: dict[str, store.ExportState | None], *,
+        marker: int, baseline: int, now: float) -> list[tuple[str, str]]:
+    """Exports to run now outside their schedule, with why: a failed one whose backoff is
+    over ("retry"), or an `on_change` one whose cards changed since its last success ("card
+    change"; `baseline`: the marker when the daemon started, for one that never ran)."""
+    out = []
+    for name, export in exports.items():
+        last = states.get(name)
+        if last is not None and last.failures > 0:
+            if (last.next_attempt_at or 0) <= now:
+                out.append((name, "retry"))
+            continue  # in its backoff: a card change waits for it too
+        seen = last.change_marker if last is not None and last.last_success_at else baseline
+        if export.on_change and marker > seen:
+            out.append((name, "card change"))
+    return out
+
+
 def check(host: Host, site: Site, name: str) -> str:
     """Is the export's destination usable (folder writable; SFTP reachable, host key
     verified, logged in)? Nothing is written. A one-line summary, or DestinationError."""

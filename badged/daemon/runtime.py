@@ -16,6 +16,7 @@ import logging
 import os
 import select
 import signal
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -310,23 +311,15 @@ class Daemon:
             marker = access_store.change_marker(self.job_conn)
             states = {name: access_store.state(self.job_conn, name)
                       for name in self.site.school.access_exports}
-        except Exception as exc:  # a busy store: next tick
+        except sqlite3.Error as exc:  # a busy store: next tick
             log.warning("access exports: cannot read the store: %s", exc)
             return
-        now = time.time()
-        for name, export in self.site.school.access_exports.items():
+        for name, why in access.due(self.site.school.access_exports, states, marker=marker,
+                                    baseline=self._access_baseline, now=time.time()):
             if self.stop_event.is_set():
                 return
-            last = states[name]
-            waiting = last is not None and last.failures > 0
-            if waiting and (last.next_attempt_at or 0) > now:
-                continue  # in its backoff
-            seen = last.change_marker if last and last.last_success_at else \
-                self._access_baseline
-            if waiting or (export.on_change and marker > seen):
-                why = "retry" if waiting else "card change"
-                log.info("access export %s: running now (%s)", name, why)
-                self.jobs.run_now(f"access-{name}")
+            log.info("access export %s: running now (%s)", name, why)
+            self.jobs.run_now(f"access-{name}")
 
     def _deliver(self) -> None:
         """Job `outbox-delivery`: send the pending batches whose backoff is over."""
