@@ -204,7 +204,8 @@ def run(conn: sqlite3.Connection, host: Host, site: Site, name: str, now: dateti
         files=[f.name for f in p.files],
         cards=[(li.card.csn, li.card.person_id, "valid" if li.card.valid else "blocked",
                 li.fingerprint) for li in p.lines],
-        count=p.cards, marker=p.marker, at=at, written=not p.unchanged)
+        count=p.cards, marker=p.marker, at=at, written=not p.unchanged,
+        cards_changed=bool(p.changes))
     return RunResult(p, not p.unchanged)
 
 

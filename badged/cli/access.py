@@ -39,7 +39,10 @@ def _print_plan(p: dict[str, Any], *, dry_run: bool) -> None:
             state = f" ({item['state']})" if item["state"] else ""
             click.echo(f"    {what} {item['csn']} of {item['person']}{state}")
     verb = "would write" if dry_run else "wrote"
-    if p["unchanged"]:
+    if p["unchanged"] and p["format"] == "p2s":
+        click.echo("  no card to update: no file " + ("would be " if dry_run else "") +
+                   "written")
+    elif p["unchanged"]:
         click.echo("  identical to the previous export: nothing " +
                    ("would be " if dry_run else "") + "rewritten")
     elif dry_run or p.get("written"):

@@ -71,10 +71,12 @@ def delivered(conn: sqlite3.Connection, export: str) -> dict[str, DeliveredCard]
 
 def record_success(conn: sqlite3.Connection, export: str, *, destination: str, digest: str,
                    files: list[str], cards: Iterable[tuple[str, str, str, str]],
-                   count: int, marker: int, at: float, written: bool) -> None:
+                   count: int, marker: int, at: float, written: bool,
+                   cards_changed: bool = True) -> None:
     """One successful run (written or found unchanged), in one transaction.
 
-    `cards`: (csn, person_id, status, fingerprint) the door system now holds.
+    `cards`: (csn, person_id, status, fingerprint) the door system now holds; replaced
+    when something was written or the set changed (e.g. a card gone, which P2S is not told).
     """
     with conn:
         conn.execute("BEGIN IMMEDIATE")
@@ -91,7 +93,7 @@ def record_success(conn: sqlite3.Connection, export: str, *, destination: str, d
             {"export": export, "destination": destination, "digest": digest,
              "files": json.dumps(files), "cards": count, "marker": marker, "at": at,
              "written": written})
-        if written:
+        if written or cards_changed:
             conn.execute("DELETE FROM access_export_cards WHERE export = ?", (export,))
             conn.executemany(
                 "INSERT INTO access_export_cards (export, csn, person_id, status, "
