@@ -533,7 +533,7 @@ class SftpDestination(Model):
     known_hosts: SecretRef
     path: Name = "."
     mode: FileMode = "0640"
-    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
 
 
 class AccessDestination(Model):
