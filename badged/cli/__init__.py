@@ -2,7 +2,7 @@
 
 One module per command group (borgmatic style); this one holds the shared plumbing.
 
-Exit codes (DESIGN.md §4): 0 ok, 1 user or input error, 2 usage, 3 partial, 4 daemon
+Exit codes (docs/contracts.md, CLI): 0 ok, 1 user or input error, 2 usage, 3 partial, 4 daemon
 unreachable. A user error is one clear message on stderr, never a traceback.
 """
 
@@ -123,6 +123,7 @@ def _register() -> None:
         card,
         config,
         crous,
+        doctor,
         enrol,
         exchange,
         person,
