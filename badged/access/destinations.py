@@ -64,10 +64,16 @@ class Directory:
         return all((self.path / name).is_file() for name in names)
 
     def check(self) -> str:
-        folder = self._folder()
+        folder, note = self.path, ""
+        if self.relative and not folder.exists():  # made at the first export; not here
+            folder, note = next(p for p in folder.parents if p.exists()), " (to be created)"
+        elif not folder.is_dir():
+            raise DestinationError(f"{self.description}: no such folder (is the door "
+                                   "system's share mounted?)")
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise DestinationError(f"{self.description}: not writable by this user")
-        return f"{self.description}: writable"
+            raise DestinationError(f"{self.description}: {folder} is not writable by this "
+                                   "user")
+        return f"{self.description}: writable{note}"
 
     def deliver(self, files: Sequence[RenderedFile], *, numbered: str | None = None) -> None:
         try:

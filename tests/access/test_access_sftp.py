@@ -16,6 +16,7 @@ from sshkit import SshServer, keygen
 
 from badged.access import export as access
 from badged.access.destinations import DestinationError
+from badged.doctor import access as doctor_access
 from badged.lifecycle import change_state
 from badged.store import access as store
 from badged.store.db import open_store
@@ -99,6 +100,9 @@ def test_a_wrong_host_key_is_refused(setup, tmp_path: Path) -> None:
     assert list(inbox.iterdir()) == []
     with pytest.raises(DestinationError, match="host key mismatch"):
         access.check(host, site, "til")
+    [line] = doctor_access.checks(host, site)  # what `badged doctor` prints
+    assert (line.check, line.status) == ("access til", "fail")
+    assert "host key mismatch" in line.detail and "ssh-keyscan" in (line.fix or "")
     assert other.exists()
 
 
