@@ -20,10 +20,9 @@ import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..access import export as access
 from ..cards.profile import ProfileReader
 from ..cards.reader_service import ReaderService
 from ..config.errors import ConfigError, SecretError
@@ -31,12 +30,10 @@ from ..config.host import Host, load_host
 from ..config.model import ExchangeKind
 from ..config.schedules import parse_schedule
 from ..config.tree import Site
-from ..crous import exchanges
 from ..crous.deadlines import academic_year_start, deadline
-from ..crous.mail import DeliveryReport, purge
 from ..enrolment import EnrolmentError, Policy, enrol
 from ..store import access as access_store
-from ..store import cards, people, stock
+from ..store import cards, outbox, people, stock
 from ..store.db import SharedStore, open_store
 from . import notify
 from .control import ControlServer, OpError, socket_path
@@ -44,6 +41,14 @@ from .desk import Desk
 from .jobs import JobRunner
 from .metrics import Metrics
 from .taps import Taps
+
+if TYPE_CHECKING:
+    from ..access.export import RunResult
+    from ..crous.mail import DeliveryReport
+
+# The exchange and mail code (email, smtplib, ssl, mailbox…) and the door-system exports
+# are imported by the jobs that use them, not at start-up: most of the daemon's life is
+# reading cards (bench/daemon.py).
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +105,7 @@ class Daemon:
         # for a change after it), `--full` requests, and each export's last result.
         self._access_baseline = access_store.change_marker(self.job_conn)
         self._access_full: set[str] = set()
-        self._access_results: dict[str, access.RunResult] = {}
+        self._access_results: dict[str, RunResult] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -266,6 +271,8 @@ class Daemon:
 
     def _exchange(self, kind: ExchangeKind) -> dict[str, Any]:
         """Job `exchange-KIND`: write the due batch, then deliver the outbox."""
+        from ..crous import exchanges
+
         result = exchanges.run(self.job_conn, self.host, self.site, kind, datetime.now(UTC))
         changes = result.plan.changes
         self.metrics.exchange_run(kind.value, len(changes.lines) + changes.unchanged,
@@ -278,6 +285,8 @@ class Daemon:
 
     def _access(self, name: str) -> dict[str, Any]:
         """Job `access-NAME`: export the cards to a door system (fails if not delivered)."""
+        from ..access import export as access
+
         full = name in self._access_full
         self._access_full.discard(name)
         self._access_results.pop(name, None)
@@ -307,6 +316,8 @@ class Daemon:
 
     def _access_tick(self) -> None:
         """Run the `on_change` exports whose cards changed, and the retries that are due."""
+        from ..access.export import due
+
         try:
             marker = access_store.change_marker(self.job_conn)
             states = {name: access_store.state(self.job_conn, name)
@@ -314,7 +325,7 @@ class Daemon:
         except sqlite3.Error as exc:  # a busy store: next tick
             log.warning("access exports: cannot read the store: %s", exc)
             return
-        for name, why in access.due(self.site.school.access_exports, states, marker=marker,
+        for name, why in due(self.site.school.access_exports, states, marker=marker,
                                     baseline=self._access_baseline, now=time.time()):
             if self.stop_event.is_set():
                 return
@@ -322,9 +333,18 @@ class Daemon:
             self.jobs.run_now(f"access-{name}")
 
     def _deliver(self) -> None:
-        """Job `outbox-delivery`: send the pending batches whose backoff is over."""
-        self._delivered(exchanges.deliver(self.job_conn, self.host, self.site,
-                                          datetime.now(UTC)))
+        """Job `outbox-delivery`: send the pending batches whose backoff is over.
+
+        Nothing to send (the usual minute) is told by one query: the mail code is only
+        imported when there is something to deliver.
+        """
+        now = datetime.now(UTC)
+        if not outbox.has_work(self.job_conn, now):
+            self.metrics.set_outbox_pending(outbox.pending_count(self.job_conn, "mail"))
+            return
+        from ..crous import exchanges
+
+        self._delivered(exchanges.deliver(self.job_conn, self.host, self.site, now))
 
     def _delivered(self, report: DeliveryReport) -> None:
         for outcome in report.outcomes:
@@ -336,6 +356,9 @@ class Daemon:
 
     def _purge(self) -> None:
         """Job `archive-purge`: drop sent archives older than the retention."""
+        from ..crous import exchanges
+        from ..crous.mail import purge
+
         done = purge(self.job_conn, exchanges.archive_dir(self.host),
                      self.site.school.archive_retention_days, datetime.now(UTC))
         if done.batches:
