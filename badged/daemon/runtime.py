@@ -35,7 +35,7 @@ from ..crous.mail import DeliveryReport, purge
 from ..enrolment import EnrolmentError, Policy, enrol
 from ..store import cards, people, stock
 from ..store.db import SharedStore, open_store
-from . import notify
+from . import health, notify
 from .control import ControlServer, OpError, socket_path
 from .desk import Desk
 from .jobs import JobRunner
@@ -48,6 +48,7 @@ MAINTENANCE, MAINTENANCE_SCHEDULE = "store-maintenance", "every day at 03:17"
 DELIVERY, DELIVERY_SCHEDULE = "outbox-delivery", "every 1 minutes"
 PURGE, PURGE_SCHEDULE = "archive-purge", "every day at 04:23"
 GAUGE_REFRESH_SECONDS = 30.0
+READER_FIRST_POLL_SECONDS = 5.0
 
 
 HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -90,6 +91,8 @@ class Daemon:
         self.control = ControlServer(socket_path(host.runtime_dir))
         self.metrics_server: Any = None
         self.last_reload: float | None = None
+        self._status_sent: str | None = None
+        self.taps.on_change = self._poke  # the main loop sends the new STATUS=
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -112,8 +115,11 @@ class Daemon:
         # reach this thread, which takes them at once instead of after its current wait.
         # Unblocked before READY, so a stop sent right after READY is taken at once.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+        # The reader thread's first look at pcscd (a few ms; bounded): STATUS= is right
+        # from READY on, not "pcscd down" until the next refresh.
+        self.readers.first_poll.wait(READER_FIRST_POLL_SECONDS)
         notify.ready()
-        notify.status(self.summary())
+        self._send_status()
 
     def run(self) -> int:
         self.start()
@@ -136,8 +142,8 @@ class Daemon:
                 next_ping = now + ping
             if now >= next_gauges:
                 self._refresh_gauges()
-                notify.status(self.summary())
                 next_gauges = now + GAUGE_REFRESH_SECONDS
+            self._send_status()
             waits = [next_gauges - now, 60.0]
             if ping is not None:
                 waits.append(next_ping - now)
@@ -205,7 +211,7 @@ class Daemon:
         self.last_reload = time.time()
         log.info("config reloaded: school %s", site.id)
         notify.ready()
-        notify.status(self.summary())
+        self._send_status(force=True)
         return True
 
     # --- jobs and gauges ---------------------------------------------------------------
@@ -329,22 +335,52 @@ class Daemon:
         self._refresh_gauges()
         return {"read": read.to_json(), "enrolled": done.to_json()}
 
-    def summary(self) -> str:
+    def _send_status(self, *, force: bool = False) -> None:
+        """STATUS= when the one-line summary changed (pcscd, readers, problems)."""
+        line = self.summary()
+        if force or line != self._status_sent:
+            notify.status(line)
+            self._status_sent = line
+
+    def summary(self, problems: list[str] | None = None) -> str:
         snap = self.taps.snapshot()
         up = sum(snap["readers"].values())
-        return (f"school {self.site.id}: {up}/{len(snap['readers'])} readers up, "
+        if problems is None:
+            problems = self._health()[1]
+        text = (f"school {self.site.id}: {up}/{len(snap['readers'])} readers up, "
                 f"pcscd {'up' if snap['pcscd'] else 'down'}, "
                 f"{self.desk.waiting} enrolment(s) waiting")
+        if problems:
+            text += f"; degraded: {problems[0]}" + (
+                f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
+        return text
+
+    def _health(self) -> tuple[dict[str, Any], list[str]]:
+        """(status parts, problems) of the daemon now."""
+        snap = self.taps.snapshot()
+        now = health.now_utc()
+        with self.store.use() as conn:
+            jobs = [j.__dict__ for j in self.jobs.info()]
+            box = health.outbox(conn, self.site, now)
+            stock_now = health.stock_state(conn, self.site)
+        parts = {"snapshot": snap, "jobs": jobs, "outbox": box.pending, "stock": stock_now,
+                 "deadlines": health.deadlines(self.site, now)}
+        found = health.problems(snap, jobs, box)
+        if self.readers.started and not self.readers.alive:
+            found.insert(0, "reader thread dead")
+        return parts, found
 
     def status(self) -> dict[str, Any]:
-        snap = self.taps.snapshot()
-        with self.store.use():
-            jobs = [j.__dict__ for j in self.jobs.info()]
+        parts, problems = self._health()
+        snap, jobs = parts["snapshot"], parts["jobs"]
         return {
+            "health": "degraded" if problems else "healthy", "problems": problems,
+            "outbox": parts["outbox"], "stock": parts["stock"],
+            "deadlines": parts["deadlines"],
             "version": __version__, "pid": os.getpid(), "school": self.site.id,
             "name": self.site.school.name, "started": self.started,
             "uptime_seconds": round(time.time() - self.started, 1),
-            "last_reload": self.last_reload, "summary": self.summary(),
+            "last_reload": self.last_reload, "summary": self.summary(problems),
             "pcscd": snap["pcscd"], "readers": snap["readers"], "sams": snap["sams"],
             "reader_thread_alive": self.readers.alive,
             "enrolments_waiting": self.desk.waiting, "jobs": jobs,

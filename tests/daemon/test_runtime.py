@@ -45,7 +45,8 @@ UID = "04112233445566"  # demo/cards/crous-card.yaml
 CROUS_NUMBER = "249760531028417"
 STATUS_KEYS = {"version", "pid", "school", "name", "started", "uptime_seconds", "last_reload",
                "summary", "pcscd", "readers", "sams", "reader_thread_alive",
-               "enrolments_waiting", "jobs", "last_taps"}
+               "enrolments_waiting", "jobs", "last_taps", "health", "problems", "outbox",
+               "stock", "deadlines"}
 DEMO_HOST = REPO / "demo" / "badged.yaml"
 
 
@@ -82,6 +83,8 @@ def test_notify_lifecycle_ready_status_watchdog_stopping(site: Site, pcsc, notif
     assert len(notifications.lines("READY=1")) == 1
     status = notifications.wait_for("STATUS=")[0].text
     assert status.startswith("STATUS=school demo: ") and "\n" not in status
+    # Right from READY: the reader thread's first look at pcscd is in it.
+    assert "2/2 readers up, pcscd up" in status, status
 
     # WATCHDOG=1 at half of WATCHDOG_USEC (0.2 s) while the reader thread is alive.
     pings = notifications.wait_for("WATCHDOG=1", count=6, timeout=5)
