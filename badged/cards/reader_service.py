@@ -97,6 +97,11 @@ class ReaderService:
     def started(self) -> bool:
         return self._thread.ident is not None
 
+    def present(self, role: ReaderRole) -> list[str]:
+        """The PC/SC names of the readers present now with `role`."""
+        return sorted(reader for reader, binding in list(self._present.items())
+                      if binding is not None and binding.role is role)
+
     def bind(self, reader: str) -> Binding | None:
         """The first rule naming this reader, if any."""
         for rule in self.rules:

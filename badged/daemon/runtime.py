@@ -22,11 +22,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import __version__
-from ..cards.profile import ProfileReader
+from ..cards.pcsc import match_readers
+from ..cards.profile import CardReadError, ProfileReader
 from ..cards.reader_service import ReaderService
 from ..config.errors import ConfigError, SecretError
 from ..config.host import Host, load_host
-from ..config.model import ExchangeKind
+from ..config.model import ExchangeKind, ReaderRole
 from ..config.schedules import parse_schedule
 from ..config.tree import Site
 from ..crous import exchanges
@@ -316,9 +317,18 @@ class Daemon:
                 raise OpError(f"unknown person {person_id!r} (add them with badged person "
                               "add, or import the registry)")
         wait = float(request.get("wait_seconds") or 30.0)
-        read = self.desk.wait(request.get("reader"), wait, cancelled)
+        pattern = request.get("reader")
+        desks = self.readers.present(ReaderRole.ENROLMENT)
+        if not match_readers(pattern, desks):  # at once: no wait for a reader not there
+            wanted = "no enrolment reader is present" if pattern is None else (
+                f"no enrolment reader matches {pattern!r}")
+            raise OpError(f"{wanted} (enrolment readers present: "
+                          f"{', '.join(repr(r) for r in desks) or 'none'})")
+        read = self.desk.wait(pattern, wait, cancelled)
         if read is None:
             raise OpError(f"no card tapped on an enrolment reader within {wait:g} s")
+        if isinstance(read, CardReadError):
+            raise OpError(f"a card was tapped but could not be read: {read}")
         policy = Policy.of(self.site.school.enrolment, self.site.comue)
         try:
             with self.store.use() as conn:

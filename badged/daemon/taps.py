@@ -78,6 +78,8 @@ class Taps:
 
     def on_read_error(self, label: str, role: ReaderRole, error: CardReadError) -> None:
         self.metrics.card_read_error(label, error.reason)
+        if role is ReaderRole.ENROLMENT:
+            self.desk.offer(error)  # a waiting `badged enrol` learns why, at once
         with self.store.use() as conn:
             events.add(conn, "read-error", reader=label, detail={"error": error.detail})
         self._remember(Tap(time.time(), label, role.value, None, f"error: {error.detail}"))

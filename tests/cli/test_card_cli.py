@@ -58,14 +58,24 @@ def test_card_read_without_a_card_times_out(pcsc, host_file: Path, credentials: 
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output
     assert result.stderr.startswith("error: no card ")
-    assert result.stderr.strip() == "error: no card on any reader after 0.5 s"
+    assert result.stderr.strip() == (
+        f"error: no card on {pcsc.readers[0]!r}, {pcsc.readers[1]!r} after 0.5 s")
 
     on_reader = badged(host_file, credentials, "card", "read", "--timeout", "0.5",
                        "--reader", pcsc.readers[1])  # fmt: skip
     assert on_reader.exit_code == 1
     assert on_reader.stderr.strip() == (
-        f"error: no card on a reader matching {pcsc.readers[1]!r} after 0.5 s"
+        f"error: no card on {pcsc.readers[1]!r} after 0.5 s"
     )
+
+    start = time.monotonic()
+    missing = badged(host_file, credentials, "card", "read", "--timeout", "30",
+                     "--reader", "ACS ACR1252*")
+    assert time.monotonic() - start < 3  # at once, not after the timeout
+    assert missing.exit_code == 1
+    assert missing.stderr.strip() == (
+        "error: no reader matches reader pattern 'ACS ACR1252*' "
+        f"(readers: {pcsc.readers[0]!r}, {pcsc.readers[1]!r})")
 
 
 @pytest.mark.parametrize("name", ["bad-many-problems.yaml", "bad-yaml-syntax.yaml"])
