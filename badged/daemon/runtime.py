@@ -32,7 +32,7 @@ from ..config.schedules import parse_schedule
 from ..config.tree import Site
 from ..crous import exchanges
 from ..crous.deadlines import academic_year_start, deadline
-from ..crous.mail import DeliveryReport, purge
+from ..crous.mail import DeliveryError, DeliveryReport, OutboxError, purge
 from ..enrolment import EnrolmentError, Policy, enrol
 from ..store import cards, people, stock
 from ..store.db import SharedStore, open_store
@@ -102,6 +102,10 @@ class Daemon:
         self.metrics_server = self.metrics.serve(listen)  # MetricsBindError: not READY
         self.control.register("status", lambda _req: self.status())
         self.control.register("exchange-run", self._exchange_run, required={"kind": str})
+        self.control.register("exchange-retry", self._exchange_retry,
+                              optional={"batch": int})
+        self.control.register("exchange-resend", self._exchange_resend,
+                              required={"batch": int}, optional={"actor": str})
         self.control.register("enrol", self._enrol, required={"person": str}, optional={
             "reader": str, "wait_seconds": float, "actor": str}, cancellable=True)
         self.control.start()
@@ -308,6 +312,28 @@ class Daemon:
         if not result.ok:
             raise OpError(f"{name} failed: {result.error}")
         return {"result": result.value}
+
+    def _exchange_retry(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Deliver the pending batches (or one) now, ignoring their backoff."""
+        with self.jobs.exclusive():
+            try:
+                ids, report = exchanges.retry(self.job_conn, self.host, self.site,
+                                              datetime.now(UTC), request.get("batch"))
+            except OutboxError as exc:
+                raise OpError(str(exc)) from None
+        self._delivered(report)
+        return {"result": exchanges.retry_json(ids, report)}
+
+    def _exchange_resend(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A sent batch again, same Message-ID, recorded (the daemon holds the credentials)."""
+        with self.jobs.exclusive():
+            try:
+                message_id = exchanges.send_again(
+                    self.job_conn, self.host, self.site, request["batch"], datetime.now(UTC),
+                    request.get("actor") or "badged")
+            except (OutboxError, DeliveryError) as exc:
+                raise OpError(str(exc)) from None
+        return {"result": {"batch": request["batch"], "message_id": message_id}}
 
     def _enrol(self, request: dict[str, Any], cancelled: threading.Event) -> dict[str, Any]:
         """Wait for the next tap on an enrolment reader, then link it to the person."""

@@ -78,6 +78,15 @@ def test_exchange_run_through_the_daemon(site, start_daemon) -> None:
     assert daemon.metric("badged_exchange_deadline_timestamp_seconds",
                          kind="reinscriptions") == expected
     assert daemon.metric("badged_outbox_pending_batches") == 0
+    # The operators' outbox commands go through the daemon (it holds the credentials).
+    retried = CliRunner().invoke(main, ["--host-config", str(site.host_file), "exchange",
+                                        "retry"])
+    assert retried.exit_code == 0 and "not running" not in retried.stderr
+    assert "retried 0 batch(es): 0 sent, 0 failed, 0 pending" in retried.stdout
+    resent = CliRunner().invoke(main, ["--host-config", str(site.host_file), "exchange",
+                                       "resend", "1"])
+    assert resent.exit_code == 0 and "not running" not in resent.stderr, resent.output
+    assert [m["Message-ID"] for m in box] == [message["Message-ID"]] * 2
 
 
 def test_desk_enrolment_reader_missing_and_unreadable_card(site, start_daemon, insert_card,
