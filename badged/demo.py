@@ -55,7 +55,7 @@ def import_registry(host: Host) -> None:
     for name, source in site.school.population.items():
         path = REGISTRY / f"{name}.csv"
         if path.exists():
-            report = import_population(conn, path, name, source)
+            report = import_population(conn, path, name, source, tariffs=site.tariffs)
             print(report.summary(), flush=True)
     conn.close()
 

@@ -33,6 +33,7 @@ from ..config.tree import Site
 from ..crous import exchanges
 from ..crous.deadlines import academic_year_start, deadline
 from ..crous.mail import DeliveryError, DeliveryReport, OutboxError, purge
+from ..crous.tariffs import default_rate_staff
 from ..enrolment import EnrolmentError, Policy, enrol
 from ..store import cards, people, stock
 from ..store.db import SharedStore, open_store
@@ -286,6 +287,8 @@ class Daemon:
         self.metrics.set_outbox_pending(pending)
         with self.store.use() as conn:
             self.metrics.set_card_stock(stock.level(conn), school.card_stock.low_threshold)
+            self.metrics.set_tariff_default_people(
+                len(default_rate_staff(conn, self.site.tariffs)))
         now = datetime.now(UTC)
         self.metrics.set_academic_year_start(
             academic_year_start(now, school.academic_year_start).timestamp())
