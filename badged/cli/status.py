@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import click
 
@@ -87,8 +87,9 @@ def _text(answer: dict) -> None:
         low = " (LOW)" if stock["low"] else ""
         click.echo(f"  card stock: {stock['level']}{low}, threshold {stock['low_threshold']}")
     for due in answer.get("deadlines", []):
-        when = datetime.fromisoformat(due["at"]).strftime("%Y-%m-%d %H:%M %Z")
-        click.echo(f"  deadline {due['kind']}: {when}{' (passed)' if due['passed'] else ''}")
+        last_day = (datetime.fromisoformat(due["at"]) - timedelta(seconds=1)).date()
+        click.echo(f"  deadline {due['kind']}: end of {last_day} (Paris)"
+                   f"{', passed' if due['passed'] else ''}")
     for tap in answer["last_taps"][-5:]:
         click.echo(f"  tap {_when(tap['at'])} on {tap['reader']}: {tap['csn'] or '-'} "
                    f"{tap['outcome']}")
