@@ -40,7 +40,16 @@ def card() -> None:
 @user_errors
 def card_read(ctx: Context, reader: str | None, profile: str | None, timeout: float,
               as_json: bool) -> None:
-    """Wait for a card, read it with a card profile and print what it holds."""
+    """Wait for a card, read it with a card profile and print what it holds.
+
+    A reader pattern matching no reader fails at once, listing the readers present.
+
+    \b
+    Examples:
+      badged card read
+      badged card read --reader 'ACS ACR1252 * PICC 0' --json
+      badged card read --profile demo/profiles/diversified.yaml --timeout 10
+    """
     if profile is None:
         site = ctx.host.load_site()
         loaded, base = site.card_profile, site.tree
@@ -142,7 +151,12 @@ def reader() -> None:
 @pass_ctx
 @user_errors
 def reader_list(ctx: Context, as_json: bool) -> None:
-    """List the readers pcscd sees, with their role in this school and their card."""
+    """List the readers pcscd sees, with their role in this school and their card.
+
+    \b
+    Example:
+      badged reader list          # the exact names to write in the school's readers:
+    """
     try:
         names = list_readers()
     except PcscError as exc:
@@ -189,6 +203,11 @@ def card_set_state(ctx: Context, csn: str, state: str, reason: str | None) -> No
     """Change a card's state (lost, stolen, broken, expired, destroyed, or active again).
 
     The change is recorded (who, when, why) and queued for the CROUS.
+
+    \b
+    Examples:
+      badged card set-state 04112233445566 lost --reason "reported at the desk"
+      badged card set-state 04112233445566 active --reason "found again"
     """
     conn = open_store(ctx.host.state_dir)
     updated = change_state(conn, csn, state, reason)
@@ -204,7 +223,13 @@ def card_set_state(ctx: Context, csn: str, state: str, reason: str | None) -> No
 @pass_ctx
 @user_errors
 def card_show(ctx: Context, csn: str | None, person_id: str | None, as_json: bool) -> None:
-    """Show a card (or a person's cards): holder, CROUS number, state and its history."""
+    """Show a card (or a person's cards): holder, CROUS number, state and its history.
+
+    \b
+    Examples:
+      badged card show 04112233445566
+      badged card show --person 22500101 --json
+    """
     if (csn is None) == (person_id is None):
         raise click.UsageError("give a CSN or --person ID")
     conn = open_store(ctx.host.state_dir)

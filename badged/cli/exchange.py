@@ -81,7 +81,13 @@ def _summary(plans: list[exchanges.Plan], as_json: bool) -> None:
 @pass_ctx
 @user_errors
 def exchange_run(ctx: Context, kind: str, as_json: bool) -> None:
-    """Build the KIND file now and send it (through the daemon when it runs)."""
+    """Build the KIND file now and send it (through the daemon when it runs).
+
+    \b
+    Examples:
+      badged exchange run reinscriptions
+      badged exchange run departs --json
+    """
     try:
         answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
             "exchange-run", kind=kind, timeout=300)
@@ -194,7 +200,13 @@ def exchange_resend(ctx: Context, batch: int, as_json: bool) -> None:
 @pass_ctx
 @user_errors
 def exchange_list(ctx: Context, limit: int, as_json: bool) -> None:
-    """History of the batches: checksums and delivery state."""
+    """History of the batches: checksums, delivery state, last error, resends.
+
+    \b
+    Examples:
+      badged exchange list --limit 10
+      badged exchange list --json | jq '.[] | select(.state == "pending")'
+    """
     conn = open_store(ctx.host.state_dir)
     batches = list_batches(conn, limit)
     again = resends(conn)
