@@ -218,7 +218,7 @@ class Crous(Model):
         "Whether students whose rights ended go in the départs file too."))
 
 
-# --- card profiles (DESIGN.md §3.1) --------------------------------------------------------
+# --- card profiles (docs/contracts.md) -----------------------------------------------------
 
 class KeyType(StrEnum):
     AES = "aes"
@@ -567,7 +567,7 @@ class School(Model):
         "Days a sent batch's archive is kept."))
 
 
-# --- the host file (DESIGN.md §3.3) --------------------------------------------------------
+# --- the host file (docs/contracts.md) -----------------------------------------------------
 
 class Smtp(Model):
     host: Name = Field(description="SMTP relay host name (a name its certificate carries).")
