@@ -149,3 +149,20 @@ def test_doctor_bad_host_file_stops_at_the_host_file(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert out.stdout.startswith("fail  host file: ")
     assert f"{host}:2:" in out.stdout and "Traceback" not in out.stderr
+
+
+def test_pcscd_is_asked_as_the_service_user(pcsc: PcscdSandbox) -> None:
+    """As root, doctor connects to pcscd as the service user (runuser): what root reaches,
+    the service may not (here: `nobody`, kept out of the private pcscd's 0700 folder)."""
+    import pwd
+
+    from badged.doctor.pcsc import _list_as
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    readers, error, who = _list_as(me)
+    assert (readers, error, who) == (pcsc.readers, None, me)
+    readers, error, who = _list_as("nobody")
+    if os.geteuid() == 0:
+        assert who == "nobody" and readers == [] and "cannot reach pcscd" in str(error)
+    else:  # not root: asked as ourselves
+        assert who == me and readers == pcsc.readers
