@@ -92,13 +92,14 @@ def test_doctor_healthy_then_each_fault_its_fail_line(site: Site, pcscd_restart:
             healthy = doctor(site, pcsc)
             assert healthy.returncode == 0, healthy.stdout + healthy.stderr
             assert lines(healthy.stdout, "fail") == {}
-            # Only what is true of this machine may warn: the clock's synchronisation.
-            assert set(lines(healthy.stdout, "warn")) <= {"clock"}, healthy.stdout
+            # Only what is true of this machine may warn: the clock's synchronisation, and
+            # the disk of a nearly full CI machine.
+            assert set(lines(healthy.stdout, "warn")) <= {"clock", "disk"}, healthy.stdout
             good = lines(healthy.stdout, "ok")
             for name in ("host file", "config tree", "state dir", "runtime dir", "store",
                          "pcscd socket", "pcscd", f"reader {ENROLMENT}", f"reader {LOOKUP}",
                          "key F58540/1", "smtp password", "smtp tcp", "smtp ehlo",
-                         "smtp starttls", "smtp auth", "disk", "daemon"):
+                         "smtp starttls", "smtp auth", "daemon"):
                 assert name in good, (name, healthy.stdout)
             assert "certificate verified" in good["smtp starttls"]
             assert f"login as '{USER}' accepted" in good["smtp auth"]
