@@ -535,7 +535,7 @@ def _type_ok(value: Any, expected: FieldType) -> bool:
         if t is float and isinstance(value, int | float) and not isinstance(value, bool):
             return True
         if t is int and isinstance(value, int) and not isinstance(value, bool):
-            return True
+            return -(1 << 63) <= value < 1 << 63  # what SQLite and the handlers can take
         if t not in (int, float) and isinstance(value, t):
             return True
     return False

@@ -107,6 +107,8 @@ def test_fields_are_validated_and_passed(server: ControlServer) -> None:
     (b'{"op": "echo", "text": "x", "ratio": -Infinity}\n', "-Infinity is not a number"),
     (b'{"op": "echo", "text": "x", "ratio": 1e999}\n', "number out of range"),
     (b'{"op": "echo", "text": "x", "count": 1' + b"0" * 5000 + b'}\n', "not usable JSON"),
+    (b'{"op": "echo", "text": "x", "count": 1' + b"0" * 30 + b'}\n',
+     "field 'count' must be an integer"),
     (b'{"op": "echo", "text": ' + b"[" * 40000 + b"]" * 40000 + b"}\n", "request too long"),
     (b'{"op": "echo", "text": ' + b"[" * 20000 + b"]" * 20000 + b"}\n", "nested too deeply"),
     (b'{"op": "' + b"x" * 1000 + b'"}\n', "unknown op 'xxxxxxxxxx"),
