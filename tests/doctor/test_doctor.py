@@ -99,10 +99,11 @@ def test_doctor_healthy_then_each_fault_its_fail_line(site: Site, pcscd_restart:
             for name in ("host file", "config tree", "state dir", "runtime dir", "store",
                          "pcscd socket", "pcscd", f"reader {ENROLMENT}", f"reader {LOOKUP}",
                          "key F58540/1", "smtp password", "smtp tcp", "smtp ehlo",
-                         "smtp starttls", "smtp auth", "daemon"):
+                         "smtp starttls", "smtp auth", "access doors", "daemon"):
                 assert name in good, (name, healthy.stdout)
             assert "certificate verified" in good["smtp starttls"]
             assert f"login as '{USER}' accepted" in good["smtp auth"]
+            assert good["access doors"].endswith("access/doors: writable (to be created)")
             assert relay.recorder.received == []  # no mail sent
 
             report = json.loads(doctor(site, pcsc, "--json").stdout)
