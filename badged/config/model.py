@@ -176,14 +176,37 @@ class ExchangeKind(StrEnum):
     DEPARTS = "departs"
 
 
-class CrousApi(Model):
-    """API CROUS access; the client secret is a reference."""
+class TokenFlow(StrEnum):
+    """How the API CROUS hands out tokens (see docs/crous-api.md)."""
 
-    base_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
-    token_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
+    OAUTH2 = "oauth2"   # POST token_url?grant_type=client_credentials, JSON access_token
+    LEGACY = "legacy"   # POST {base_url}/v1/token, token in the `authorization` header
+
+
+class StudentIdentifier(StrEnum):
+    INSTITUTIONAL_ID = "institutional_id"
+    INE = "ine"
+
+
+Url = Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
+
+
+class CrousApi(Model):
+    """API CROUS access; the client secret is a reference, never a value."""
+
+    base_url: Url
+    token_url: Url | None = None          # oauth2 flow: required; legacy: {base_url}/v1/token
+    token_flow: TokenFlow = TokenFlow.OAUTH2
+    legacy_env: Literal["PRD", "PPD"] = "PRD"
     client_id: Name
     client_secret: SecretRef
-    crous_number: str | None = None
+    crous_number: str | None = None       # numeroCrous, for `badged crous tariffs`
+    student_identifier: StudentIdentifier = StudentIdentifier.INSTITUTIONAL_ID
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
+    read_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 4
+    backoff_seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
+    request_budget: Annotated[int, Field(ge=1)] = 50_000
 
 
 class Crous(Model):

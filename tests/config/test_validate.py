@@ -41,6 +41,14 @@ CASES = {
                              "'first_name', 'email', 'birth_date', 'rne_org_code', "
                              "'id_company_rate', 'id_rate', 'due_date', 'category', "
                              "'crous_number', 'csn' or 'kind'"],
+    "api-without-section": ["tree/schools/school.yaml:9:65: exchanges.0.transport: CROUS "
+                            "'crous' has no api section: use transport mail or configure its "
+                            "API"],
+    "api-literal-secret": ["tree/crous/crous.yaml:9:18: api.client_secret: a secret is a "
+                           "reference, never a literal value: write {file: PATH} or "
+                           "{credential: NAME}"],
+    "api-no-token-url": ["tree/crous/crous.yaml:6:3: api.token_url: the oauth2 token flow "
+                         "needs token_url (or set token_flow: legacy)"],
     "empty-file": ["tree/layouts/crous-default.yaml:1:1: empty file"],
     "ten-errors": [
         "tree/card-profiles/profile.yaml:1:13: technology: input should be 'desfire-ev1'",
