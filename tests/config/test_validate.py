@@ -41,7 +41,7 @@ CASES = {
                              "'first_name', 'email', 'birth_date', 'rne_org_code', "
                              "'id_company_rate', 'id_rate', 'due_date', 'category', "
                              "'crous_number', 'csn' or 'kind'"],
-    "api-without-section": ["tree/schools/school.yaml:9:65: exchanges.0.transport: CROUS "
+    "api-without-section": ["tree/schools/school.yaml:9:71: exchanges.0.transport: CROUS "
                             "'crous' has no api section: use transport mail or configure its "
                             "API"],
     "api-literal-secret": ["tree/crous/crous.yaml:9:18: api.client_secret: a secret is a "
