@@ -95,7 +95,8 @@ def test_student_update_keeps_what_the_crous_owns_and_never_shortens_due_date(sc
     populated(school)
     school.sync()
     later = "2031-04-16T01:59:59.000+02"
-    peer.holders["E2"].update(idRate=98, firstName="Zoé (CROUS)", dueDate="2031-04-15T23:59:59.000Z")
+    peer.holders["E2"].update(idRate=98, firstName="Zoé (CROUS)",
+                              dueDate="2031-04-15T23:59:59.000Z")
     school.conn.execute("UPDATE people SET ine = 'INE-NEW', first_name = 'X' WHERE id = 'E2'")
     school.calls()
     school.sync()
@@ -210,7 +211,7 @@ def test_every_error_lands_in_crous_errors_with_its_blocking_flag(
     assert (error["operation"], error["status"], error["code"], error["blocking"]) == (
         op, status, code, blocking)
     assert error["tries"] == 1
-    code_, text, _ = cli(school, "crous", "errors")
+    _, text, _ = cli(school, "crous", "errors")
     assert "person S1: " + op in text and ("BLOCKING" in text) == blocking
     # Non-blocking: tried again at the next run; blocking: not until S1 changes.
     school.calls()
@@ -326,8 +327,8 @@ def test_secret_appears_in_no_log_error_or_config_show(school, peer, caplog):
     peer.clients[CLIENT_ID] = SECRET
     peer.inject(Fault("POST", r"/rightholders$", status=400, times=None))
     cli(school, "crous", "sync")
-    code, shown, _ = cli(school, "config", "show", "--json")
-    code2, errors, _ = cli(school, "crous", "errors", "--json")
+    _, shown, _ = cli(school, "config", "show", "--json")
+    _, errors, _ = cli(school, "crous", "errors", "--json")
     for text in (out, err, shown, errors, caplog.text):
         assert SECRET not in text
     assert "<secret: file crous-api.secret>" in shown
