@@ -30,12 +30,17 @@ EXPECTED_ALERTS = {
     "BadgedOutboxNotDraining",
     "BadgedCrousDeadlineNear",
     "BadgedCardStockLow",
+    "BadgedCrousSyncFailing",
+    "BadgedCrousPeopleInBlockingError",
+    "BadgedCrousChangesPending",
 }
 # Extensions of DESIGN.md §6 that the rules need (the daemon must export them).
 NEW_METRICS = {
     "badged_exchange_last_sent_timestamp_seconds",
     "badged_academic_year_start_timestamp_seconds",
     "badged_card_stock_low_threshold",
+    "badged_crous_sync_last_run_timestamp_seconds",
+    "badged_crous_sync_last_success_timestamp_seconds",
 }
 METRIC_NAME = re.compile(r"\bbadged_[a-z0-9_]+\b")
 
@@ -113,7 +118,7 @@ def dashboard_queries() -> list[str]:
 def test_check_rules_clean():
     proc = run("check", "rules", ALERTS.name)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 8 rules found" in proc.stdout, proc.stdout
+    assert "SUCCESS: 11 rules found" in proc.stdout, proc.stdout
     assert "WARNING" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
