@@ -1,9 +1,11 @@
 """Run the daemon on the demo school: no hardware, no server.
 
 `python -m badged.demo` (what scripts/demo.sh runs) prepares ./state/demo, writes the demo
-cards' test keys as private credentials, starts a private pcscd with a vpcd reader pair,
-inserts the simulated CROUS card on the lookup reader, and runs the real daemon with
-demo/badged.yaml until Ctrl-C.
+cards' test keys and the API CROUS client secret as private credentials, loads the sample
+registry exports and CROUS card CSV (the simulated card is a primo-entrant's), starts the
+local API CROUS peer on loopback (badged.testing.crous_peer), a private pcscd with a vpcd
+reader pair, inserts the simulated CROUS card on the lookup reader, and runs the real
+daemon with demo/badged.yaml until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import sys
 from pathlib import Path
 
 from .config.host import Host
+from .crous.cards_csv import import_cards
 from .crous.population import import_population
+from .store import cards, people
 from .store.db import open_store
+from .testing.crous_peer import DEMO_TARIFFS, CrousPeer
 
 REPO = Path(__file__).resolve().parent.parent
 HOST_FILE = REPO / "demo" / "badged.yaml"
@@ -28,7 +33,13 @@ DEMO_KEYS = {
     "demo-uid-read": "F0E1D2C3B4A5968778695A4B3C2D1E0F",
     "demo-diversify-master": "00112233445566778899AABBCCDDEEFF",
     "demo-legacy-read": "C0C1C2C3C4C5C6C7C8C9CACBCCCDCECF",
+    # The demo CROUS's API client secret (config/crous/demo.yaml), known to the local peer.
+    "demo-crous-api": "demo-api-secret-not-a-real-one",
 }
+DEMO_API_CLIENT = "demo"
+DEMO_API_LISTEN = ("127.0.0.1", 8791)
+# The demo's sample link: the simulated card (demo/cards/crous-card.yaml) is Élodie's.
+DEMO_CARD_HOLDER = ("04112233445566", "22500101")
 
 
 def write_credentials(directory: Path) -> Path:
@@ -49,7 +60,8 @@ def prepare() -> dict[str, str]:
 
 
 def import_registry(host: Host) -> None:
-    """Load the sample registry exports (demo/registry/NAME.csv), as a nightly job would."""
+    """Load the sample registry exports (demo/registry/NAME.csv), as a nightly job would,
+    the CROUS card CSV, and link the simulated card to its holder (once)."""
     site = host.load_site()
     conn = open_store(host.state_dir)
     for name, source in site.school.population.items():
@@ -57,7 +69,25 @@ def import_registry(host: Host) -> None:
         if path.exists():
             report = import_population(conn, path, name, source)
             print(report.summary(), flush=True)
+    print(import_cards(conn, REGISTRY / "crous-cards.csv").summary(), flush=True)
+    csn, person = DEMO_CARD_HOLDER
+    if cards.get(conn, csn) is None and people.get(conn, person) is not None:
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            cards.link(conn, csn, person, cards.crous_number_for(conn, csn), actor="demo")
     conn.close()
+
+
+def start_crous_peer() -> CrousPeer:
+    """The demo CROUS's API, on loopback, knowing the demo client's secret."""
+    host, port = DEMO_API_LISTEN
+    peer = CrousPeer(clients={DEMO_API_CLIENT: DEMO_KEYS["demo-crous-api"]}, host=host,
+                     port=port, tariffs=DEMO_TARIFFS)
+    try:
+        return peer.start()
+    except OSError as exc:
+        raise SystemExit(f"demo: cannot start the local API CROUS on {host}:{port}: "
+                         f"{exc.strerror or exc} (another demo running?)") from None
 
 
 def main() -> int:
@@ -74,9 +104,10 @@ def main() -> int:
     setup(host.config.log_level)
     import_registry(host)
     with PcscdSandbox(STATE / "pcscd") as pcscd:
-        # The card's serving thread must not take the daemon's signals (see runtime.run).
+        # The card's and the peer's threads must not take the daemon's signals (runtime.run).
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
+            peer = start_crous_peer()
             card = VpcdCard(SimulatedDesfire.from_file(CARD), port=pcscd.port + 1).insert()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -88,14 +119,18 @@ def main() -> int:
   status       {env} .venv/bin/badged status
   read a card  {env} {keys} .venv/bin/badged card read --reader '{pcscd.readers[1]}'
   CROUS files  BADGED_HOST_CONFIG={HOST_FILE} .venv/bin/badged exchange plan
-               (sent every 10 minutes, or now with `exchange run KIND`, to
+               (sent every 10 minutes, or now with `exchange run personnels`, to
                {STATE / 'maildir'})
+  API CROUS    BADGED_HOST_CONFIG={HOST_FILE} .venv/bin/badged crous sync --dry-run
+               then `crous sync` (primo-entrants, every 10 minutes), `crous errors`;
+               `{keys} … crous tariffs` (the local peer on {peer.base_url})
   (card {CARD.name} sits on '{pcscd.readers[1]}', the lookup reader; Ctrl-C stops)""",
               flush=True)
         try:
             return run(host)
         finally:
             card.remove()
+            peer.close()
 
 
 if __name__ == "__main__":
