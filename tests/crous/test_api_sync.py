@@ -355,3 +355,18 @@ def test_tariffs_prints_the_differences_and_applies_nothing(school, peer):
     data = json.loads(out)
     assert data["crous_rules"] == 2 and data["differences"]
     assert (school.tree / "tariffs" / "demo.yaml").read_text() == before
+
+
+def test_a_cancel_in_flight_at_a_crash_is_looked_up_not_sent_again(school, peer):
+    populated(school)
+    school.sync()
+    school.set_state(S1, "lost")
+    # A crash right after the CROUS took the cancel: the store says it was in flight.
+    peer.cards[36000003].update(cancelDate="2026-12-07T10:00:00.000Z", reason="DP")
+    school.conn.execute("UPDATE crous_api_cards SET pending_write = 'cancel-card' "
+                        "WHERE csn = ?", (S1,))
+    school.calls()
+    school.sync()
+    assert [c[0] for c in school.calls()] == ["GET"]
+    assert not [w for w in peer.writes if w[0] == "PATCH"]
+    assert school.sync().calls == 0
