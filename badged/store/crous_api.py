@@ -84,8 +84,8 @@ def tell_holder(conn: sqlite3.Connection, person_id: str, identifier: str, finge
         "identifier = excluded.identifier, fingerprint = excluded.fingerprint, "
         "due_date = excluded.due_date, told_at = excluded.told_at",
         (person_id, identifier, fingerprint, due_date, utcnow()))
-    conn.execute("UPDATE crous_api_cards SET identifier = ? WHERE person_id = ?",
-                 (identifier, person_id))
+    conn.execute("UPDATE crous_api_cards SET identifier = ? WHERE person_id = ? "
+                 "AND identifier <> ?", (identifier, person_id, identifier))
 
 
 def tell_card(conn: sqlite3.Connection, csn: str, person_id: str, identifier: str,

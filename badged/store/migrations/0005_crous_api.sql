@@ -55,3 +55,8 @@ CREATE TABLE crous_api_runs (
     outcome       TEXT,                             -- ok | partial | aborted: why
     duration      REAL
 );
+
+-- A sync reads and settles each card's queued changes, and follows a holder's cards: both
+-- by key, never by a scan (10 000 people would make each run quadratic).
+CREATE INDEX card_state_changes_csn ON card_state_changes (csn, id);
+CREATE INDEX crous_api_cards_person ON crous_api_cards (person_id);
