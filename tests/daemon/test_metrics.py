@@ -43,6 +43,7 @@ CONTRACT = {
     "badged_exchange_batches_sent_total": ("counter", {"kind"}),
     "badged_exchange_delivery_failures_total": ("counter", {"kind"}),
     "badged_exchange_people": ("gauge", {"kind"}),
+    "badged_tariff_default_people": ("gauge", set()),
     "badged_exchange_deadline_timestamp_seconds": ("gauge", {"kind"}),
     "badged_crous_api_requests_total": ("counter", {"op", "code"}),
     "badged_config_last_reload_successful": ("gauge", set()),
