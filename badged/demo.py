@@ -1,30 +1,28 @@
 """Run the daemon on the demo school: no hardware, no server.
 
 `python -m badged.demo` (what scripts/demo.sh runs) prepares ./state/demo, writes the demo
-<<<<<<< HEAD
 cards' test keys and the API CROUS client secret as private credentials, loads the sample
 registry exports and CROUS card CSV (the simulated card is a primo-entrant's), starts the
-local API CROUS peer on loopback (badged.testing.crous_peer), a private pcscd with a vpcd
-reader pair, inserts the simulated CROUS card on the lookup reader, and runs the real
-daemon with demo/badged.yaml until Ctrl-C.
-=======
-cards' test keys as private credentials, starts a private pcscd with a vpcd reader pair,
-inserts the simulated CROUS card on the lookup reader, and runs the real daemon with
-demo/badged.yaml until Ctrl-C.
+local API CROUS peer on loopback (badged.testing.crous_peer, 127.0.0.1:8791), a private
+pcscd with a vpcd reader pair, inserts the simulated CROUS card on the lookup reader, and
+runs the real daemon with demo/badged.yaml until Ctrl-C.
 
 `--state DIR` and `--metrics-listen HOST:PORT` run a second demo beside the first (the
 tests do, while a user's demo runs): its own state, pcscd, control socket and metrics port,
-through a host file written in DIR.
->>>>>>> main
+through a host file written in DIR, and its own local API CROUS on a free port (a copy of
+the tree in DIR points its CROUS there).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
+import socket
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .config.host import Host
 from .crous.cards_csv import import_cards
@@ -49,8 +47,8 @@ DEMO_KEYS = {
 }
 DEMO_API_CLIENT = "demo"
 DEMO_API_LISTEN = ("127.0.0.1", 8791)
-# The demo's sample link: the simulated card (demo/cards/crous-card.yaml) is Élodie's.
-DEMO_CARD_HOLDER = ("04112233445566", "22500101")
+# The demo's sample link: the simulated card (demo/cards/crous-card.yaml) is Noël's.
+DEMO_CARD_HOLDER = ("04112233445566", "22500102")
 
 
 def write_credentials(directory: Path) -> Path:
@@ -61,6 +59,27 @@ def write_credentials(directory: Path) -> Path:
         with os.fdopen(fd, "w") as f:
             f.write(value + "\n")
     return directory
+
+
+def own_tree(state: Path) -> Path:
+    """A copy of the tree whose demo CROUS API is a free loopback port (a second demo)."""
+    tree = state / "config"
+    shutil.rmtree(tree, ignore_errors=True)
+    shutil.copytree(REPO / "config", tree)
+    with socket.socket() as s:
+        s.bind((DEMO_API_LISTEN[0], 0))
+        port = s.getsockname()[1]
+    crous = tree / "crous" / "demo.yaml"
+    default = f"http://{DEMO_API_LISTEN[0]}:{DEMO_API_LISTEN[1]}"
+    crous.write_text(crous.read_text().replace(default, f"http://{DEMO_API_LISTEN[0]}:{port}"))
+    return tree
+
+
+def api_port(host: Host) -> int:
+    """The port the demo CROUS's API is configured on (config/crous/demo.yaml, or the copy)."""
+    api = host.load_site().crous.api
+    assert api is not None
+    return int(urlsplit(api.base_url).port or DEMO_API_LISTEN[1])
 
 
 def prepare(state: Path = STATE, metrics_listen: str | None = None) -> dict[str, str]:
@@ -74,7 +93,7 @@ def prepare(state: Path = STATE, metrics_listen: str | None = None) -> dict[str,
     if state.resolve() != STATE.resolve() or metrics_listen:
         host_file = state / "badged.yaml"
         listen = f'metrics_listen: "{metrics_listen}"\n' if metrics_listen else ""
-        host_file.write_text(f"tree: {REPO / 'config'}\nschool: demo\nstate_dir: {state}\n"
+        host_file.write_text(f"tree: {own_tree(state)}\nschool: demo\nstate_dir: {state}\n"
                              f"runtime_dir: {state / 'run'}\nlog_level: INFO\n{listen}")
     return {"CREDENTIALS_DIRECTORY": str(credentials), "BADGED_HOST_CONFIG": str(host_file)}
 
@@ -98,22 +117,18 @@ def import_registry(host: Host) -> None:
     conn.close()
 
 
-<<<<<<< HEAD
-def start_crous_peer() -> CrousPeer:
+def start_crous_peer(port: int) -> CrousPeer:
     """The demo CROUS's API, on loopback, knowing the demo client's secret."""
-    host, port = DEMO_API_LISTEN
+    host = DEMO_API_LISTEN[0]
     peer = CrousPeer(clients={DEMO_API_CLIENT: DEMO_KEYS["demo-crous-api"]}, host=host,
                      port=port, tariffs=DEMO_TARIFFS)
     try:
         return peer.start()
     except OSError as exc:
         raise SystemExit(f"demo: cannot start the local API CROUS on {host}:{port}: "
-                         f"{exc.strerror or exc} (another demo running?)") from None
+                         f"{exc.strerror or exc} (another demo running? use --state)") from None
 
 
-def main() -> int:
-    os.environ.update(prepare())
-=======
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m badged.demo",
                                      description="Run the daemon on the demo school.")
@@ -125,7 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     state = args.state.resolve()
     os.environ.update(prepare(state, args.metrics_listen))
     host_file = Path(os.environ["BADGED_HOST_CONFIG"])
->>>>>>> main
     # The private pcscd must be up (PCSCLITE_CSOCK_NAME set) before any PC/SC call.
     from .cards.pcscd_sandbox import PcscdSandbox
     from .cards.simulator import SimulatedDesfire
@@ -137,16 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     host = load_host(host_file)
     setup(host.config.log_level)
     import_registry(host)
-<<<<<<< HEAD
-    with PcscdSandbox(STATE / "pcscd") as pcscd:
-        # The card's and the peer's threads must not take the daemon's signals (runtime.run).
-=======
     with PcscdSandbox(state / "pcscd") as pcscd:
-        # The card's serving thread must not take the daemon's signals (see runtime.run).
->>>>>>> main
+        # The card's and the peer's threads must not take the daemon's signals (runtime.run).
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
-            peer = start_crous_peer()
+            peer = start_crous_peer(api_port(host))
             card = VpcdCard(SimulatedDesfire.from_file(CARD), port=pcscd.port + 1).insert()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -159,21 +168,15 @@ def main(argv: list[str] | None = None) -> int:
   status       {env} .venv/bin/badged status
   doctor       {env} {keys} .venv/bin/badged doctor
   read a card  {env} {keys} .venv/bin/badged card read --reader '{pcscd.readers[1]}'
-<<<<<<< HEAD
-  CROUS files  BADGED_HOST_CONFIG={HOST_FILE} .venv/bin/badged exchange plan
-               (sent every 10 minutes, or now with `exchange run personnels`, to
-               {STATE / 'maildir'})
-  API CROUS    BADGED_HOST_CONFIG={HOST_FILE} .venv/bin/badged crous sync --dry-run
-               then `crous sync` (primo-entrants, every 10 minutes), `crous errors`;
-               `{keys} … crous tariffs` (the local peer on {peer.base_url})
-=======
   enrol a card {hosted} .venv/bin/badged enrol --person 22500101 --timeout 120
                then, in another terminal, tap the second demo card on the desk:
                {hosted} .venv/bin/badged card simulate --card demo/cards/student-card.yaml
   CROUS files  {hosted} .venv/bin/badged exchange plan --summary
-               (sent every 10 minutes, or now with `exchange run KIND`, to
+               (sent every 10 minutes, or now with `exchange run personnels`, to
                {state / 'maildir'})
->>>>>>> main
+  API CROUS    {hosted} .venv/bin/badged crous sync --dry-run
+               then `crous sync` (primo-entrants, every 10 minutes), `crous errors`;
+               `{keys} … crous tariffs` (the local peer on {peer.base_url})
   (card {CARD.name} sits on '{pcscd.readers[1]}', the lookup reader; Ctrl-C stops)""",
               flush=True)
         try:

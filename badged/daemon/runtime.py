@@ -108,14 +108,11 @@ class Daemon:
         self.metrics_server = self.metrics.serve(listen)  # MetricsBindError: not READY
         self.control.register("status", lambda _req: self.status())
         self.control.register("exchange-run", self._exchange_run, required={"kind": str})
-<<<<<<< HEAD
         self.control.register("crous-sync", self._crous_sync_op, optional={"dry_run": bool})
-=======
         self.control.register("exchange-retry", self._exchange_retry,
                               optional={"batch": int})
         self.control.register("exchange-resend", self._exchange_resend,
                               required={"batch": int}, optional={"actor": str})
->>>>>>> main
         self.control.register("enrol", self._enrol, required={"person": str}, optional={
             "reader": str, "wait_seconds": float, "actor": str}, cancellable=True)
         self.control.start()
@@ -369,7 +366,6 @@ class Daemon:
             raise OpError(f"{name} failed: {result.error}")
         return {"result": result.value}
 
-<<<<<<< HEAD
     def _crous_sync_op(self, request: dict[str, Any]) -> dict[str, Any]:
         """`badged crous sync [--dry-run]` through the daemon: runs never overlap."""
         if CROUS_SYNC not in self.jobs.names:
@@ -384,7 +380,7 @@ class Daemon:
         if not result.ok:
             raise OpError(f"{CROUS_SYNC} failed: {result.error}")
         return {"result": result.value}
-=======
+
     def _exchange_retry(self, request: dict[str, Any]) -> dict[str, Any]:
         """Deliver the pending batches (or one) now, ignoring their backoff."""
         from ..crous import exchanges
@@ -412,7 +408,6 @@ class Daemon:
             except (OutboxError, DeliveryError) as exc:
                 raise OpError(str(exc)) from None
         return {"result": {"batch": request["batch"], "message_id": message_id}}
->>>>>>> main
 
     def _enrol(self, request: dict[str, Any], cancelled: threading.Event) -> dict[str, Any]:
         """Wait for the next tap on an enrolment reader, then link it to the person."""

@@ -111,11 +111,7 @@ def test_doctor_healthy_then_each_fault_its_fail_line(site: Site, pcscd_restart:
             for name in ("host file", "config tree", "state dir", "runtime dir", "store",
                          "pcscd socket", "pcscd", f"reader {ENROLMENT}", f"reader {LOOKUP}",
                          "key F58540/1", "smtp password", "smtp tcp", "smtp ehlo",
-<<<<<<< HEAD
-                         "smtp starttls", "smtp auth", "API CROUS token", "disk", "daemon"):
-=======
-                         "smtp starttls", "smtp auth", "daemon"):
->>>>>>> main
+                         "smtp starttls", "smtp auth", "API CROUS token", "daemon"):
                 assert name in good, (name, healthy.stdout)
             assert "certificate verified" in good["smtp starttls"]
             assert f"login as '{USER}' accepted" in good["smtp auth"]
