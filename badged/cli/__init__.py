@@ -35,6 +35,8 @@ def user_error_types() -> tuple[type[Exception], ...]:
     """Errors that are the user's or the environment's to fix: one line, exit 1, no
     traceback. Imported when an error is raised, not at start-up: `badged run` must not load
     the exchange and mail code (see `_COMMANDS`)."""
+    from ..access.destinations import DestinationError as AccessDestinationError
+    from ..access.export import AccessError
     from ..cards.desfire.errors import DesfireError
     from ..cards.pcsc import PcscError
     from ..cards.profile import CardReadError
@@ -49,7 +51,7 @@ def user_error_types() -> tuple[type[Exception], ...]:
 
     return (SecretError, StoreError, PcscError, CardReadError, DesfireError, MetricsBindError,
             ControlSocketError, ControlError, TextFileError, LifecycleError, ExchangeError,
-            DeliveryError)
+            DeliveryError, AccessError, AccessDestinationError)
 
 
 def progress_printer(file: object, wanted: bool) -> Callable[[int], None] | None:
@@ -118,8 +120,8 @@ pass_ctx = click.make_pass_decorator(Context)
 # is imported when that command runs (or for --help): `badged run` then loads the daemon,
 # not the exchange, import or simulator code of the other commands.
 _COMMANDS = {
-    "card": "card", "reader": "card", "config": "config", "crous": "crous", "doctor": "doctor",
-    "enrol": "enrol",
+    "access": "access", "card": "card", "reader": "card", "config": "config", "crous": "crous",
+    "doctor": "doctor", "enrol": "enrol",
     "exchange": "exchange", "person": "person", "population": "population", "run": "run",
     "status": "status", "stock": "stock", "report": "stock",
 }

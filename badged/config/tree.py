@@ -60,6 +60,8 @@ class Tree:
             card_profile_id=profile_id, card_profile=self.card_profiles[profile_id],
             tariffs=self.tariffs[school.tariffs],
             layouts={kind: (lid, self.layouts[lid]) for kind, lid in layout_ids.items()},
+            access_layouts={ex.layout: self.layouts[ex.layout]
+                            for ex in school.access_exports.values() if ex.layout},
         )
 
 
@@ -76,6 +78,7 @@ class Site:
     card_profile: CardProfile
     tariffs: Tariffs
     layouts: dict[ExchangeKind, tuple[str, Layout]]
+    access_layouts: dict[str, Layout] = field(default_factory=dict)  # generic exports'
 
 
 _ATTR = {"comues": "comues", "crous": "crous", "card-profiles": "card_profiles",

@@ -16,6 +16,7 @@ import logging
 import os
 import select
 import signal
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from ..config.tree import Site
 from ..crous.deadlines import academic_year_start, deadline
 from ..crous.tariffs import default_rate_staff
 from ..enrolment import EnrolmentError, Policy, enrol
+from ..store import access as access_store
 from ..store import cards, crous_api, outbox, people, stock
 from ..store.db import SharedStore, open_store
 from . import health, notify
@@ -43,10 +45,12 @@ from .metrics import Metrics
 from .taps import Taps
 
 if TYPE_CHECKING:
+    from ..access.export import RunResult
     from ..crous.mail import DeliveryReport
 
-# The exchange and mail code (email, smtplib, ssl, mailbox…) is imported by the jobs that
-# use it, not at start-up: most of the daemon's life is reading cards (bench/daemon.py).
+# The exchange and mail code (email, smtplib, ssl, mailbox…) and the door-system exports
+# are imported by the jobs that use them, not at start-up: most of the daemon's life is
+# reading cards (bench/daemon.py).
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,9 @@ DELIVERY, DELIVERY_SCHEDULE = "outbox-delivery", "every 1 minutes"
 PURGE, PURGE_SCHEDULE = "archive-purge", "every day at 04:23"
 CROUS_SYNC = "crous-sync"
 GAUGE_REFRESH_SECONDS = 30.0
+# How often the store's card-change marker is read for `on_change` exports (and due
+# retries of failed exports): a lost or stolen card is blocked at the doors within seconds.
+ACCESS_POLL_SECONDS = 5.0
 READER_FIRST_POLL_SECONDS = 5.0
 
 
@@ -98,6 +105,11 @@ class Daemon:
         self.control = ControlServer(socket_path(host.runtime_dir))
         self.metrics_server: Any = None
         self.last_reload: float | None = None
+        # Door-system exports: the change marker seen at start (an export never run waits
+        # for a change after it), `--full` requests, and each export's last result.
+        self._access_baseline = access_store.change_marker(self.job_conn)
+        self._access_full: set[str] = set()
+        self._access_results: dict[str, RunResult] = {}
         self._status_sent: str | None = None
         self.taps.on_change = self._poke  # the main loop sends the new STATUS=
 
@@ -109,6 +121,8 @@ class Daemon:
         self.control.register("status", lambda _req: self.status())
         self.control.register("exchange-run", self._exchange_run, required={"kind": str})
         self.control.register("crous-sync", self._crous_sync_op, optional={"dry_run": bool})
+        self.control.register("access-export", self._access_export,
+                              optional={"name": str, "full": bool})
         self.control.register("exchange-retry", self._exchange_retry,
                               optional={"batch": int})
         self.control.register("exchange-resend", self._exchange_resend,
@@ -138,6 +152,7 @@ class Daemon:
         ping = notify.watchdog_interval()
         next_ping = time.monotonic()
         next_gauges = time.monotonic() + GAUGE_REFRESH_SECONDS
+        next_access = time.monotonic()
         freshness = max(3 * self.readers.tick, ping or 0.0)
         while not self.stop_event.is_set():
             if self.reload_requested:
@@ -145,6 +160,10 @@ class Daemon:
                 self.reload()
             self.jobs.run_pending()
             now = time.monotonic()
+            if self.site.school.access_exports and now >= next_access:
+                self._access_tick()
+                now = time.monotonic()
+                next_access = now + ACCESS_POLL_SECONDS
             if ping is not None and now >= next_ping:
                 if now - self.readers.heartbeat <= freshness:
                     notify.watchdog()
@@ -157,6 +176,8 @@ class Daemon:
                 next_gauges = now + GAUGE_REFRESH_SECONDS
             self._send_status()
             waits = [next_gauges - now, 60.0]
+            if self.site.school.access_exports:
+                waits.append(next_access - now)
             if ping is not None:
                 waits.append(next_ping - now)
             job_wait = self.jobs.seconds_until_next()
@@ -248,10 +269,22 @@ class Daemon:
         if any(ex.transport == "api" for ex in self.site.school.exchanges):
             wanted.add(CROUS_SYNC)  # every api kind at once, on demand (`badged crous sync`)
             self.jobs.add(CROUS_SYNC, None, functools.partial(self._crous_sync, None))
+        for export_name, export in self.site.school.access_exports.items():
+            name = f"access-{export_name}"
+            wanted.add(name)
+            schedule = parse_schedule(export.schedule)
+            last = access_store.state(self.job_conn, export_name)
+            self.metrics.register_access(
+                export_name, schedule.interval_seconds,
+                last_success=last.last_success_at if last else None,
+                last_run=last.last_run_at if last else None, cards=last.cards if last else None)
+            self.jobs.add(name, schedule, functools.partial(self._access, export_name))
         for name in set(self.jobs.names) - wanted:  # an exchange removed by a reload
             self.jobs.remove(name)
             if name.startswith("exchange-"):
                 self.metrics.forget_exchange(name.removeprefix("exchange-"))
+            if name.startswith("access-"):
+                self.metrics.forget_access(name.removeprefix("access-"))
 
     def _exchange(self, kind: ExchangeKind) -> dict[str, Any]:
         """Job `exchange-KIND`: write the due batch, then deliver the outbox."""
@@ -290,6 +323,54 @@ class Daemon:
             self.metrics.set_crous_state(in_error=crous_api.error_counts(conn),
                                          pending=crous_api.pending_changes(conn),
                                          last_run=last_run, last_success=last_success)
+    def _access(self, name: str) -> dict[str, Any]:
+        """Job `access-NAME`: export the cards to a door system (fails if not delivered)."""
+        from ..access import export as access
+
+        full = name in self._access_full
+        self._access_full.discard(name)
+        self._access_results.pop(name, None)
+        now = datetime.now(UTC)
+        try:
+            result = access.run(self.job_conn, self.host, self.site, name, now, full=full)
+        except access.AccessError:
+            self.metrics.access_run(name, now.timestamp(), ok=False)
+            self._access_results.pop(name, None)
+            raise
+        self._access_results[name] = result
+        p = result.plan
+        self.metrics.access_run(name, now.timestamp(), ok=result.ok, cards=p.cards,
+                                written=result.written)
+        if not result.ok:
+            retry = datetime.fromtimestamp(result.retry_at or 0, UTC)
+            raise access.AccessError(f"not delivered ({result.failures} failure(s) in a "
+                                     f"row, retry at {retry:%H:%M:%S} UTC; the previous "
+                                     f"export stays in place): {result.error}")
+        if result.written:
+            log.info("access export %s: %d card(s) (%d valid, %d blocked) written to %s: %s",
+                     name, p.cards, p.valid, p.blocked, p.destination,
+                     ", ".join(f"{p.count(w)} {w}" for w in ("added", "blocked", "unblocked",
+                                                            "changed", "removed")
+                               if p.count(w)) or "no card changed")
+        return result.to_json()
+
+    def _access_tick(self) -> None:
+        """Run the `on_change` exports whose cards changed, and the retries that are due."""
+        from ..access.export import due
+
+        try:
+            marker = access_store.change_marker(self.job_conn)
+            states = {name: access_store.state(self.job_conn, name)
+                      for name in self.site.school.access_exports}
+        except sqlite3.Error as exc:  # a busy store: next tick
+            log.warning("access exports: cannot read the store: %s", exc)
+            return
+        for name, why in due(self.site.school.access_exports, states, marker=marker,
+                                    baseline=self._access_baseline, now=time.time()):
+            if self.stop_event.is_set():
+                return
+            log.info("access export %s: running now (%s)", name, why)
+            self.jobs.run_now(f"access-{name}")
 
     def _deliver(self) -> None:
         """Job `outbox-delivery`: send the pending batches whose backoff is over.
@@ -381,6 +462,24 @@ class Daemon:
             raise OpError(f"{CROUS_SYNC} failed: {result.error}")
         return {"result": result.value}
 
+    def _access_export(self, request: dict[str, Any]) -> dict[str, Any]:
+        """`badged access export [NAME]`: run the export(s) now, answer their results."""
+        names = [request["name"]] if request.get("name") else list(
+            self.site.school.access_exports)
+        results = []
+        for name in names:
+            job = f"access-{name}"
+            if job not in self.jobs.names:
+                raise OpError(f"school {self.site.id} has no access export {name!r} (known: "
+                              f"{', '.join(self.site.school.access_exports) or 'none'})")
+            if request.get("full"):
+                self._access_full.add(name)
+            outcome = self.jobs.run_now(job)
+            result = self._access_results.get(name)
+            if result is None:  # it failed before delivering (e.g. a name not encodable)
+                raise OpError(outcome.error or f"{job} failed")
+            results.append(result.to_json())
+        return {"results": results}
     def _exchange_retry(self, request: dict[str, Any]) -> dict[str, Any]:
         """Deliver the pending batches (or one) now, ignoring their backoff."""
         from ..crous import exchanges

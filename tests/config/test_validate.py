@@ -11,6 +11,8 @@ from badged.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
+S = "tree/schools/school.yaml"
+
 CASES = {
     "unknown-key": ["tree/schools/school.yaml:8:1: colour: unknown key"],
     "wrong-type": ["tree/schools/school.yaml:9:18: card_stock.low_threshold: input should "
@@ -40,7 +42,8 @@ CASES = {
                              "should be 'identifier', 'institutional_id', 'ine', 'last_name', "
                              "'first_name', 'email', 'birth_date', 'rne_org_code', "
                              "'id_company_rate', 'id_rate', 'due_date', 'category', "
-                             "'crous_number', 'csn' or 'kind'"],
+                             "'crous_number', 'csn', 'kind', 'card_id', 'valid_from', "
+                             "'valid_until', 'valid', 'blocked', 'state' or 'school_name'"],
     "api-without-section": ["tree/schools/school.yaml:9:71: exchanges.0.transport: CROUS "
                             "'crous' has no api section: use transport mail or configure its "
                             "API"],
@@ -49,6 +52,41 @@ CASES = {
                            "{credential: NAME}"],
     "api-no-token-url": ["tree/crous/crous.yaml:6:3: api.token_url: the oauth2 token flow "
                          "needs token_url (or set token_flow: legacy)"],
+    # door-system exports (access_exports)
+    "access-no-destination": [f"{S}:14:18: access_exports.doors.destination: give exactly "
+                              "one destination: directory: {path: …} or sftp: {host: …}"],
+    "access-two-destinations": [f"{S}:15:7: access_exports.doors.destination: give exactly "
+                                "one destination: directory: {path: …} or sftp: {host: …}"],
+    "access-generic-without-layout": [f"{S}:12:5: access_exports.doors.layout: a generic "
+                                      "export needs a layout (an id of layouts/)"],
+    "access-layout-not-generic": [f"{S}:13:5: access_exports.doors.layout: format til has its "
+                                  "own columns: a layout is for the generic format only"],
+    "access-unknown-layout": [f"{S}:13:13: access_exports.doors.layout: unknown layout "
+                              "'doors' (known: crous-default)"],
+    "access-layout-crous-fields": [
+        f"{S}:13:13: access_exports.doors.layout: layout 'crous-default' shows id_rate, which "
+        "a door-system export does not have (it can show: birth_date, blocked, card_id, "
+        "category, crous_number, csn, email, first_name, identifier, ine, institutional_id, "
+        "last_name, school_name, state, valid, valid_from, valid_until)"],
+    "access-fields-in-crous-layout": [f"{S}:8:5: exchanges.0: layout 'crous-default' shows "
+                                      "card_id: fields of door-system exports, not of CROUS "
+                                      "files"],
+    "access-max-lines-not-p2s": [f"{S}:13:5: access_exports.doors.max_lines: max_lines "
+                                 "splits P2S files only"],
+    "access-world-readable-mode": [f"{S}:14:57: access_exports.doors.destination.directory."
+                                   "mode: mode 0644 lets others read or write the file: the "
+                                   "cards of the school are never world-readable (e.g. "
+                                   "'0640')"],
+    "access-literal-key": [f"{S}:18:14: access_exports.doors.destination.sftp.key: a secret "
+                           "is a reference, never a literal value: write {file: PATH} or "
+                           "{credential: NAME}"],
+    "access-bad-csn-form": [f"{S}:13:10: access_exports.doors.csn: input should be 'hex', "
+                            "'reversed_hex', 'decimal' or 'reversed_decimal'"],
+    "access-same-file": [f"{S}:18:16: access_exports.doors-too.file_name: writes the same "
+                         "file as export 'doors': give it another file_name or destination"],
+    "access-file-name-path": [f"{S}:13:16: access_exports.doors.file_name: "
+                              "'../etc/cards.csv' is not a plain file name (no '/', no "
+                              "leading '.')"],
     "empty-file": ["tree/layouts/crous-default.yaml:1:1: empty file"],
     "ten-errors": [
         "tree/card-profiles/profile.yaml:1:13: technology: input should be 'desfire-ev1'",

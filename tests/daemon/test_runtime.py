@@ -157,7 +157,7 @@ def test_metrics_promtool_clean_and_a_tap_is_counted(site: Site, pcsc, insert_ca
         assert secret not in text.upper()
     for name, labels, _ in samples(text):
         assert set(labels) <= {"version", "reader", "reason", "state", "task", "kind", "op",
-                               "code", "blocking", "le"}, name
+                               "code", "blocking", "export", "le"}, name
 
     status = daemon.status()
     assert set(status) >= STATUS_KEYS

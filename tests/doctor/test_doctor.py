@@ -111,10 +111,12 @@ def test_doctor_healthy_then_each_fault_its_fail_line(site: Site, pcscd_restart:
             for name in ("host file", "config tree", "state dir", "runtime dir", "store",
                          "pcscd socket", "pcscd", f"reader {ENROLMENT}", f"reader {LOOKUP}",
                          "key F58540/1", "smtp password", "smtp tcp", "smtp ehlo",
-                         "smtp starttls", "smtp auth", "API CROUS token", "daemon"):
+                         "smtp starttls", "smtp auth", "API CROUS token", "access doors",
+                         "daemon"):
                 assert name in good, (name, healthy.stdout)
             assert "certificate verified" in good["smtp starttls"]
             assert f"login as '{USER}' accepted" in good["smtp auth"]
+            assert good["access doors"].endswith("access/doors: writable (to be created)")
             assert relay.recorder.received == []  # no mail sent
             assert crous_api.api_requests() == []  # a token, no API call
 

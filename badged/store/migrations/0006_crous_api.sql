@@ -1,4 +1,4 @@
--- Schema 5: what the API CROUS was last told, what it refused, and each sync run
+-- Schema 6: what the API CROUS was last told, what it refused, and each sync run
 -- (badged.store.crous_api, badged.crous.sync).
 
 -- Per person: the identifier the CROUS knows them by, and a fingerprint of the holder it
