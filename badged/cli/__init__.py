@@ -12,6 +12,7 @@ import functools
 import importlib
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -22,7 +23,7 @@ from ..config.host import Host, host_config_path, load_host
 from ..daemon.control import DaemonUnreachable
 
 if TYPE_CHECKING:
-    from ..crous.imports import RowsOutcome
+    from ..crous.imports import ReportFile, RowsOutcome
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 
@@ -61,12 +62,33 @@ def progress_printer(file: object, wanted: bool) -> Callable[[int], None] | None
     return lambda rows: click.echo(f"{file}: {rows} rows read", err=True)
 
 
-def finish_import(report: RowsOutcome) -> NoReturn:
-    """Each rejected row on stderr, the summary on stdout, exit 0, 3 (partial) or 1."""
-    for line in report.diagnostics():
+def finish_import(report: RowsOutcome, report_file: ReportFile | None = None) -> NoReturn:
+    """Rejected rows on stderr (the first ones, no values, then counts by reason), every
+    detail in the operator's `--report` file, the summary on stdout; exit 0, 3 or 1."""
+    if report_file is not None:
+        report_file.write(report.details())
+    shown = str(report_file.path) if report_file is not None else None
+    for line in report.diagnostics(report=shown):
         click.echo(line, err=True)
     click.echo(report.summary())
     sys.exit({"ok": EXIT_OK, "partial": EXIT_PARTIAL, "refused": EXIT_USER}[report.outcome])
+
+
+def report_option(func: F) -> F:
+    """`--report FILE`: every rejected row of an import with its values, mode 0600."""
+    return click.option(
+        "--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+        metavar="FILE", help="Write every rejected row with its values to FILE (mode 0600); "
+        "stderr names line, column and rule only.")(func)
+
+
+def open_report(path: Path | None) -> ReportFile | None:
+    """The report file, created before the import (a bad path is refused first)."""
+    if path is None:
+        return None
+    from ..crous.imports import ReportFile
+
+    return ReportFile(path)
 
 
 def fail(message: str, code: int = EXIT_USER) -> NoReturn:

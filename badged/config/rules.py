@@ -262,3 +262,37 @@ def tariffs_rules(doc: Document, tariffs: Tariffs) -> Iterator[ConfigIssue]:
             if shared and overlaps:
                 yield doc.issue(("rules", i), f"overlaps rule {j} for status "
                                 f"{', '.join(shared)}: which rate applies would be ambiguous")
+
+
+# References by file kind: where in the data ("*": every item of a list), what, which ids.
+_REFERENCES: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
+    "schools": ((("comue",), "COMUE", "comues"), (("crous",), "CROUS", "crous"),
+                (("tariffs",), "tariffs", "tariffs"),
+                (("card_profile",), "card profile", "card_profiles"),
+                (("exchanges", "*", "layout"), "layout", "layouts")),
+    "comues": ((("card_profile",), "card profile", "card_profiles"),),
+    "crous": ((("layout",), "layout", "layouts"),),
+}
+
+
+def raw_reference_rules(kind: str, doc: Document, known: Known) -> Iterator[ConfigIssue]:
+    """The references of a file that failed its schema, checked on its raw data.
+
+    The typed rules above need a valid object; without these, a dangling reference in an
+    invalid file would only show once its other errors are fixed.
+    """
+    for path, what, table_name in _REFERENCES.get(kind, ()):
+        table = getattr(known, table_name)
+        for loc, value in _walk(doc.data, (), path):
+            if isinstance(value, str) and value not in table:
+                yield _unknown(doc, loc, what, value, table)
+
+
+def _walk(data: object, loc: tuple, path: tuple[str, ...]) -> Iterator[tuple[tuple, object]]:
+    if not path:
+        yield loc, data
+    elif path[0] == "*" and isinstance(data, list):
+        for i, item in enumerate(data):
+            yield from _walk(item, (*loc, i), path[1:])
+    elif isinstance(data, dict) and path[0] in data:
+        yield from _walk(data[path[0]], (*loc, path[0]), path[1:])

@@ -66,6 +66,7 @@ READER_FIRST_POLL_SECONDS = 5.0
 
 
 HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+MAX_ENROL_WAIT = 3600.0  # seconds an enrolment request may wait for its tap
 
 
 class StartError(Exception):
@@ -118,7 +119,7 @@ class Daemon:
     def start(self) -> None:
         listen = self.host.config.metrics_listen or self.site.school.metrics_listen
         self.metrics_server = self.metrics.serve(listen)  # MetricsBindError: not READY
-        self.control.register("status", lambda _req: self.status())
+        self.control.register("status", lambda _req: self.status(), light=True)
         self.control.register("exchange-run", self._exchange_run, required={"kind": str})
         self.control.register("crous-sync", self._crous_sync_op, optional={"dry_run": bool})
         self.control.register("access-export", self._access_export,
@@ -511,11 +512,13 @@ class Daemon:
     def _enrol(self, request: dict[str, Any], cancelled: threading.Event) -> dict[str, Any]:
         """Wait for the next tap on an enrolment reader, then link it to the person."""
         person_id = request["person"]
+        wait = float(request.get("wait_seconds") or 30.0)
+        if not 0 < wait <= MAX_ENROL_WAIT:
+            raise OpError(f"wait_seconds must be more than 0 and at most {MAX_ENROL_WAIT:g}")
         with self.store.use() as conn:
             if people.get(conn, person_id) is None:
                 raise OpError(f"unknown person {person_id!r} (add them with badged person "
                               "add, or import the registry)")
-        wait = float(request.get("wait_seconds") or 30.0)
         pattern = request.get("reader")
         desks = self.readers.present(ReaderRole.ENROLMENT)
         if not match_readers(pattern, desks):  # at once: no wait for a reader not there

@@ -88,6 +88,27 @@ CASES = {
                               "'../etc/cards.csv' is not a plain file name (no '/', no "
                               "leading '.')"],
     "empty-file": ["tree/layouts/crous-default.yaml:1:1: empty file"],
+    "schema-error-and-dangling-reference": [
+        "tree/schools/school.yaml:4:8: comue: unknown COMUE 'nowhere' (known: imposed, open)",
+        "tree/schools/school.yaml:8:1: colour: unknown key"],
+    # Hostile YAML: one located line each, at once, whatever PyYAML alone would do.
+    "yaml-control-character": ["tree/schools/school.yaml:2:12: character U+0007 is not "
+                               "allowed in YAML (a control character?)"],
+    "yaml-recursive-alias": ["tree/schools/school.yaml:8:20: recursive alias *readers: it "
+                             "refers to a value that contains it"],
+    "yaml-deep-nesting": ["tree/schools/school.yaml:8:42: nested too deeply: more than 32 "
+                          "levels"],
+    "yaml-complex-key": ["tree/schools/school.yaml:8:3: tag !!set not supported: plain YAML "
+                         "only (strings, numbers, booleans, null, lists, mappings)"],
+    "yaml-long-integer": ["tree/schools/school.yaml:8:29: number too long: 5000 characters, "
+                          "at most 64"],
+    "yaml-alias-bomb": ["tree/schools/school.yaml:6:10: too many nodes: more than 10000 (an "
+                        "alias counts as the whole value it stands for)"],
+    "yaml-foreign-tag": ["tree/schools/school.yaml:2:7: tag !!python/object/apply:os.system "
+                         "not supported: plain YAML only (strings, numbers, booleans, null, "
+                         "lists, mappings)"],
+    "yaml-lone-surrogate": ["tree/schools/school.yaml:2:7: not valid Unicode text (a lone "
+                            "surrogate)"],
     "ten-errors": [
         "tree/card-profiles/profile.yaml:1:13: technology: input should be 'desfire-ev1'",
         "tree/card-profiles/profile.yaml:3:10: applications.0.aid: 'F585' is not an AID: "
