@@ -15,7 +15,7 @@ year in their fingerprint: each year's file is sent anew.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -259,11 +259,14 @@ def compute_all(conn: sqlite3.Connection, site: Site, kinds: Iterable[ExchangeKi
 class Classified:
     """A person's line now, whatever was sent before (the API sync compares it itself)."""
 
-    person: sqlite3.Row
+    person: Mapping[str, Any]  # the person's columns (`store.exchanges.PERSON_COLUMNS`)
     kind: ExchangeKind
     values: dict[LayoutField, Any]
     reason: str
     left: date | None  # the day their leaving became effective, if it has
+
+
+_PERSON_KEYS = tuple(c.split(".", 1)[1] for c in store.PERSON_COLUMNS)
 
 
 def classify_all(conn: sqlite3.Connection, site: Site, now: datetime,
@@ -272,13 +275,14 @@ def classify_all(conn: sqlite3.Connection, site: Site, now: datetime,
 
     `ever_sent`: people the CROUS heard of from us (a départ is only told to them).
     """
-    ctx = _Context.of(site, now)
+    ctx = _Context(site, now)
     seen: set[str] = set()
-    for person in store.people_with_cards(conn):
-        if person["id"] in seen:
+    for person in store.people_for_lines(conn):
+        if person[_ID] in seen:
             continue
-        seen.add(person["id"])
-        left = ctx.leaving_since(person)
-        found = _classify(ctx, person, left, ever_sent)
+        seen.add(person[_ID])
+        found = _classify(ctx, person, ever_sent)
         if found is not None:
-            yield Classified(person, found[0], found[1], found[2], left)
+            left = ctx.leaving_since(person) if person[_LEAVING] or person[_END] else None
+            yield Classified(dict(zip(_PERSON_KEYS, person, strict=True)), found[0],
+                             dict(zip(FIELDS, found[1], strict=True)), found[2], left)

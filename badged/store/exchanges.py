@@ -6,14 +6,6 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-
-def people_with_cards(conn: sqlite3.Connection) -> Iterator[sqlite3.Row]:
-    """Every person, with the CSN and CROUS number of their active card (if any)."""
-    yield from conn.execute(
-        "SELECT p.*, c.csn AS csn, c.crous_number AS crous_number FROM people p "
-        "LEFT JOIN cards c ON c.person_id = p.id AND c.state = 'active' ORDER BY p.id")
-
-
 # What a person's line is made of, in this order (see crous/changes.py).
 PERSON_COLUMNS = ("p.id", "p.ine", "p.last_name", "p.first_name", "p.email", "p.birth_date",
                   "p.category", "p.academic_year", "p.first_enrolment_year", "p.status_code",
