@@ -199,13 +199,14 @@ def run(conn: sqlite3.Connection, host: Host, site: Site, name: str, now: dateti
         except DestinationError as exc:
             failures, retry = _failed(conn, name, str(exc), at)
             return RunResult(p, False, str(exc), failures, retry)
+    changed = {c.csn for c in p.changes if c.what != "removed"}
     store.record_success(
         conn, name, destination=p.destination, digest=p.digest,
         files=[f.name for f in p.files],
-        cards=[(li.card.csn, li.card.person_id, "valid" if li.card.valid else "blocked",
-                li.fingerprint) for li in p.lines],
-        count=p.cards, marker=p.marker, at=at, written=not p.unchanged,
-        cards_changed=bool(p.changes))
+        upsert=[(li.card.csn, li.card.person_id, "valid" if li.card.valid else "blocked",
+                 li.fingerprint) for li in p.lines if li.card.csn in changed],
+        remove=[c.csn for c in p.changes if c.what == "removed"],
+        count=p.cards, marker=p.marker, at=at, written=not p.unchanged)
     return RunResult(p, not p.unchanged)
 
 
