@@ -143,7 +143,9 @@ def plan(conn: sqlite3.Connection, host: Host, site: Site, name: str, now: datet
     epoch_ms = int(now.timestamp() * 1000)
     try:
         if export.format is AccessFormat.P2S:
-            first = full or last is None or last.last_written_at is None
+            # Every card: the first time, when asked, or to a new destination.
+            first = (full or last is None or last.last_written_at is None
+                     or last.destination != where)
             changed = {c.csn for c in changes}
             due = lines if first else [li for li in lines if li.card.csn in changed]
             files = formats.files(spec, due, file_name=base, epoch_ms=epoch_ms)
