@@ -4,7 +4,8 @@
 - primo-entrants: students first enrolled this academic year;
 - personnels: staff present, with their rate from the tariff rules;
 - départs: staff who left (absent from a full export for longer than the grace, or whose
-  rights ended) with tarif 99 — and students whose rights ended, if the CROUS asks.
+  rights ended) with tarif 99, dated the last day of their rights — and students whose
+  rights ended, if the CROUS asks.
 
 Each line has a fingerprint of what it says; a line is due when no line of that kind was
 sent for the person yet, or the last one said something else. So a change is sent once,
@@ -156,6 +157,14 @@ class _Context:
         return min(end, self.year_end)
 
 
+def rights_ended(left: date) -> date:
+    """The last day of a leaver's rights, which their départ line carries (never the day
+    the line is sent: a file sent late must not extend the subsidy): the day before their
+    leaving took effect, i.e. their `end_of_rights`, or the last day of the grace after they
+    went missing from the registry export."""
+    return left - timedelta(days=1)
+
+
 # Positions in a person tuple (`store.exchanges.PERSON_COLUMNS`).
 (_ID, _INE, _LAST, _FIRST, _EMAIL, _BIRTH, _CATEGORY, _YEAR, _FIRST_YEAR, _STATUS, _INDEX,
  _END, _SOURCE, _LEAVING, _CSN, _CROUS) = range(16)
@@ -188,7 +197,7 @@ def _classify(ctx: _Context, p: tuple[Any, ...], ever_sent: set[str]
             return None
         company = (ctx.student_rates[0] if student else
                    ctx.staff_rates(p[_STATUS], p[_INDEX])[0])
-        row = _row(ctx, p, company, LEAVING_RATE, max(left, ctx.today))
+        row = _row(ctx, p, company, LEAVING_RATE, rights_ended(left))
         end = ctx.date(p[_END])
         why = (f"rights ended {p[_END]}" if end and end < ctx.today else
                f"absent from the {p[_SOURCE]} export since {p[_LEAVING]}")
