@@ -11,8 +11,9 @@ export DEBIAN_FRONTEND=noninteractive
 # Python headers build pyscard (PyPI has no Linux wheel for it).
 packages=(pcscd vsmartcard-vpcd libpcsclite-dev swig gcc python3-dev python3-venv pkg-config)
 if [ "$purpose" = test ]; then
-    # promtool (metrics and alert rules), sqlite3 (bench baseline), systemd-analyze.
-    packages+=(prometheus sqlite3 systemd)
+    # promtool (metrics and alert rules), sqlite3 (bench baseline), systemd-analyze;
+    # debootstrap and systemd-nspawn build and boot the rollout test's Debian 12 machine.
+    packages+=(prometheus sqlite3 systemd debootstrap systemd-container)
 fi
 missing=()
 for p in "${packages[@]}"; do
