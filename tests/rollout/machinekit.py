@@ -183,8 +183,10 @@ class Machine:
                 "apt") else folder.mkdir(parents=True, exist_ok=True)
             caches.append(f"--bind={folder}:{inside}")
         with self.log.open("wb") as console:
+            # setpriv: should this process die without powering the machine off, nspawn
+            # gets SIGTERM, its way of powering off (no machine left behind, port held).
             self.nspawn = subprocess.Popen(
-                ["systemd-nspawn", "--quiet", f"--directory={self.image}",
+                ["setpriv", "--pdeathsig", "TERM", "systemd-nspawn", "--quiet", f"--directory={self.image}",
                  "--volatile=overlay", "--boot", "--register=no", "--keep-unit",
                  f"--machine={self.name}", f"--hostname={HOSTNAME}",
                  "--resolv-conf=copy-host", "--timezone=off", "--console=read-only",
