@@ -197,7 +197,7 @@ class Crous(Model):
     departs_include_students: bool = False
 
 
-# --- card profiles (DESIGN.md §3.1) --------------------------------------------------------
+# --- card profiles (docs/contracts.md) -----------------------------------------------------
 
 class KeyType(StrEnum):
     AES = "aes"
@@ -483,7 +483,7 @@ class School(Model):
     archive_retention_days: Annotated[int, Field(ge=1)] = 400
 
 
-# --- the host file (DESIGN.md §3.3) --------------------------------------------------------
+# --- the host file (docs/contracts.md) -----------------------------------------------------
 
 class Smtp(Model):
     host: Name

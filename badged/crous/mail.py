@@ -1,4 +1,4 @@
-"""CROUS mail exchanges through the outbox (DESIGN.md §5): write, build, send, archive, purge.
+"""CROUS mail exchanges through the outbox (docs/design.md): write, build, send, archive, purge.
 
 1. `write_batch` stores a batch whole in one transaction: files (with sha256), recipients,
    subject, body, the people it tells the CROUS about, and its Message-ID. Nothing is sent.

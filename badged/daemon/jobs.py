@@ -13,7 +13,7 @@ line with the job's name; the traceback at DEBUG), persisted (`store.jobs.record
 counted; the metrics `badged_task_*{task}` follow. One job runs at a time (a lock shared
 with `run_now`); `stop` is checked between jobs, so SIGTERM lets the current job finish.
 
-Catch-up (DESIGN.md §5, "a job missed while the host was down runs at start-up"): when a
+Catch-up (docs/design.md, "a job missed while the host was down runs at start-up"): when a
 job is added, its last run is read from the store. If a scheduled time passed since that
 run (e.g. `every day at 06:30`, last run yesterday 06:30, started today 09:00), the job is
 due at once and runs in the next `run_pending()`; after it, the schedule goes on from its

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the daemon (DESIGN.md §6 + monitoring/README.md): names are a contract.
+"""Prometheus metrics of the daemon (docs/contracts.md, Metrics): names are a contract.
 
 Everything lives on a private `CollectorRegistry` (never prometheus_client's global one, so
 tests and several instances never collide) and `_created` series are disabled. Labels

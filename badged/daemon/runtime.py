@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..cards.profile import ProfileReader
@@ -29,11 +29,9 @@ from ..config.host import Host, load_host
 from ..config.model import ExchangeKind
 from ..config.schedules import parse_schedule
 from ..config.tree import Site
-from ..crous import exchanges
 from ..crous.deadlines import academic_year_start, deadline
-from ..crous.mail import DeliveryReport, purge
 from ..enrolment import EnrolmentError, Policy, enrol
-from ..store import cards, people, stock
+from ..store import cards, outbox, people, stock
 from ..store.db import SharedStore, open_store
 from . import notify
 from .control import ControlServer, OpError, socket_path
@@ -41,6 +39,12 @@ from .desk import Desk
 from .jobs import JobRunner
 from .metrics import Metrics
 from .taps import Taps
+
+if TYPE_CHECKING:
+    from ..crous.mail import DeliveryReport
+
+# The exchange and mail code (email, smtplib, ssl, mailbox…) is imported by the jobs that
+# use it, not at start-up: most of the daemon's life is reading cards (bench/daemon.py).
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +238,8 @@ class Daemon:
 
     def _exchange(self, kind: ExchangeKind) -> dict[str, Any]:
         """Job `exchange-KIND`: write the due batch, then deliver the outbox."""
+        from ..crous import exchanges
+
         result = exchanges.run(self.job_conn, self.host, self.site, kind, datetime.now(UTC))
         changes = result.plan.changes
         self.metrics.exchange_run(kind.value, len(changes.lines) + changes.unchanged,
@@ -245,9 +251,18 @@ class Daemon:
         return result.to_json()
 
     def _deliver(self) -> None:
-        """Job `outbox-delivery`: send the pending batches whose backoff is over."""
-        self._delivered(exchanges.deliver(self.job_conn, self.host, self.site,
-                                          datetime.now(UTC)))
+        """Job `outbox-delivery`: send the pending batches whose backoff is over.
+
+        Nothing to send (the usual minute) is told by one query: the mail code is only
+        imported when there is something to deliver.
+        """
+        now = datetime.now(UTC)
+        if not outbox.has_work(self.job_conn, now):
+            self.metrics.set_outbox_pending(outbox.pending_count(self.job_conn, "mail"))
+            return
+        from ..crous import exchanges
+
+        self._delivered(exchanges.deliver(self.job_conn, self.host, self.site, now))
 
     def _delivered(self, report: DeliveryReport) -> None:
         for outcome in report.outcomes:
@@ -259,6 +274,9 @@ class Daemon:
 
     def _purge(self) -> None:
         """Job `archive-purge`: drop sent archives older than the retention."""
+        from ..crous import exchanges
+        from ..crous.mail import purge
+
         done = purge(self.job_conn, exchanges.archive_dir(self.host),
                      self.site.school.archive_retention_days, datetime.now(UTC))
         if done.batches:

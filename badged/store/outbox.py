@@ -215,6 +215,15 @@ def set_archive(conn: sqlite3.Connection, batch_id: int, archive_path: str) -> N
                  (archive_path, batch_id))
 
 
+def has_work(conn: sqlite3.Connection, now: datetime) -> bool:
+    """Whether a delivery run would do anything: a mail batch due, or one to archive."""
+    return bool(conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM batches WHERE transport = 'mail' AND ("
+        "(state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)) OR "
+        "(state = 'sent' AND archive_path IS NULL AND purged_at IS NULL)))",
+        (iso(now),)).fetchone()[0])
+
+
 def sent_unarchived(conn: sqlite3.Connection) -> list[Batch]:
     """Sent batches whose archive could not be written (the next run writes it)."""
     rows = conn.execute(

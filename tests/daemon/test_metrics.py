@@ -1,4 +1,4 @@
-"""Metrics: the §6 contract scraped over real HTTP and checked by a real promtool."""
+"""Metrics: the docs/contracts.md contract scraped over real HTTP and checked by a real promtool."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from badged.daemon.metrics import (
     reason_label,
 )
 
-# name → (type, label names): DESIGN.md §6 + monitoring/README.md. A contract.
+# name → (type, label names): docs/contracts.md + monitoring/README.md. A contract.
 CONTRACT = {
     "badged_build_info": ("gauge", {"version"}),
     "badged_reader_up": ("gauge", {"reader"}),
