@@ -246,7 +246,7 @@ def test_files_and_modes(site: tuple[Site, Run, Run]) -> None:
     # badged on the operators' PATH: a link to the venv's entry point, by its final path.
     link = s.root / "usr/local/bin/badged"
     assert link.is_symlink()
-    assert os.readlink(link) == "/opt/badged/venv/bin/badged"
+    assert str(link.readlink()) == "/opt/badged/venv/bin/badged"
 
     # Everything under badged_root, nothing else written there, no scratch folder left.
     top = {p.name for p in s.root.iterdir()}
@@ -267,6 +267,18 @@ def test_prometheus_file_sd_target(site: tuple[Site, Run, Run], tmp_path: Path) 
     proc = subprocess.run([tool("promtool"), "check", "config", str(config)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_file_sd_on_another_host_refuses_a_loopback_address(tmp_path: Path) -> None:
+    """Prometheus elsewhere cannot scrape 127.0.0.1: refused before anything is written."""
+    s = Site(tmp_path)
+
+    run = s.run("-e", json.dumps({"badged_prometheus_host": "prometheus.example.org"}))
+
+    assert run.rc != 0, run.output
+    assert ("the metrics listen on 127.0.0.1:8790 (loopback), which the Prometheus host "
+            "prometheus.example.org cannot scrape") in " ".join(run.output.split()), run.output
+    assert sorted(s.root.iterdir()) == []
 
 
 def test_host_file_is_loaded_by_badged(site: tuple[Site, Run, Run]) -> None:

@@ -186,8 +186,9 @@ class Machine:
             # setpriv: should this process die without powering the machine off, nspawn
             # gets SIGTERM, its way of powering off (no machine left behind, port held).
             self.nspawn = subprocess.Popen(
-                ["setpriv", "--pdeathsig", "TERM", "systemd-nspawn", "--quiet", f"--directory={self.image}",
-                 "--volatile=overlay", "--boot", "--register=no", "--keep-unit",
+                ["setpriv", "--pdeathsig", "TERM", "systemd-nspawn", "--quiet",
+                 f"--directory={self.image}", "--volatile=overlay", "--boot",
+                 "--register=no", "--keep-unit",
                  f"--machine={self.name}", f"--hostname={HOSTNAME}",
                  "--resolv-conf=copy-host", "--timezone=off", "--console=read-only",
                  *caches],
