@@ -9,8 +9,11 @@ goes to a tmpfs that is thrown away at power-off, so each boot is a fresh server
 takes seconds, and several machines can share one image. The machine shares the host's
 network (the package registries, and its metrics port seen from the host on loopback).
 
-Downloads are kept between machines, the way a caching proxy would: `.deb` files in
-`<cache>/apt-archives` and pip's cache in `<cache>/pip-cache` are bound into each machine.
+Downloads are kept between machines, the way a caching proxy would. pip's cache
+(`<cache>/pip-cache`, safe for concurrent use) is bound into each machine. apt's archive
+folder has a lock that two machines must not share: each machine sees `<cache>/apt-archives`
+read-only under its own writable layer (an overlay), and the `.deb` files it downloaded are
+copied back into the cache at power-off.
 
 By hand (as root): `python3 tests/rollout/machinekit.py build` builds the image;
 `python3 tests/rollout/machinekit.py shell` boots a machine and opens a shell in it.
@@ -34,6 +37,7 @@ SUITE = "bookworm"
 IMAGE_VERSION = 1
 INCLUDE = ("systemd", "systemd-sysv", "dbus", "python3", "sudo", "ca-certificates")
 HOSTNAME = "rollout-debian12"
+APT_ARCHIVES = "/var/cache/apt/archives"
 PATH_IN = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY = "http://deb.debian.org/debian-security"
@@ -175,13 +179,10 @@ class Machine:
     # --- life -------------------------------------------------------------------------
 
     def boot(self, timeout: float = 120.0) -> None:
-        caches = []
-        for name, inside in (("apt-archives", "/var/cache/apt/archives"),
-                             ("pip-cache", "/root/.cache/pip")):
-            folder = cache_dir() / name
-            (folder / "partial").mkdir(parents=True, exist_ok=True) if name.startswith(
-                "apt") else folder.mkdir(parents=True, exist_ok=True)
-            caches.append(f"--bind={folder}:{inside}")
+        archives, pip_cache = cache_dir() / "apt-archives", cache_dir() / "pip-cache"
+        (archives / "partial").mkdir(parents=True, exist_ok=True)
+        pip_cache.mkdir(parents=True, exist_ok=True)
+        caches = [f"--overlay={archives}::{APT_ARCHIVES}", f"--bind={pip_cache}:/root/.cache/pip"]
         with self.log.open("wb") as console:
             # setpriv: should this process die without powering the machine off, nspawn
             # gets SIGTERM, its way of powering off (no machine left behind, port held).
@@ -217,6 +218,8 @@ class Machine:
         if self.nspawn is None:
             return
         if self.nspawn.poll() is None:
+            with contextlib.suppress(MachineError, OSError, subprocess.SubprocessError):
+                self._keep_downloaded_packages()
             self.nspawn.send_signal(signal.SIGTERM)  # nspawn asks systemd to power off
             try:
                 self.nspawn.wait(timeout)
@@ -224,6 +227,18 @@ class Machine:
                 os.killpg(self.nspawn.pid, signal.SIGKILL)
                 self.nspawn.wait()
         self.nspawn = None
+
+    def _keep_downloaded_packages(self) -> None:
+        """The .deb files this machine downloaded, into the shared cache (atomic renames)."""
+        cache = cache_dir() / "apt-archives"
+        inside = self.run(["find", APT_ARCHIVES, "-maxdepth", "1", "-name", "*.deb",
+                           "-printf", "%f\\n"]).stdout.split()
+        for name in sorted(set(inside) - {p.name for p in cache.glob("*.deb")}):
+            part = cache / "partial" / f"{name}.{os.getpid()}"
+            with part.open("wb") as out:
+                subprocess.run(self.command(["cat", f"{APT_ARCHIVES}/{name}"]), stdout=out,
+                               check=True, timeout=120)
+            part.rename(cache / name)
 
     def _alive_or_fail(self, when: str) -> None:
         assert self.nspawn is not None
