@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from badged.cards.pcscd_sandbox import PcscdSandbox, SandboxError
 from badged.cards.vpcd import CardEngine, VpcdCard
@@ -91,3 +92,10 @@ def host_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"state_dir: {base / 'state'}\nruntime_dir: {base / 'run'}\n"
     )
     return path
+
+
+# Fuzz tests (hypothesis): bounded runs so CI keeps its time, no per-example deadline on a
+# loaded machine, no example database written into the checkout.
+settings.register_profile("ci", max_examples=50, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci")

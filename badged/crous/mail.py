@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import logging
 import mailbox
 import os
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..config.errors import SecretError
 from ..config.model import Smtp
 from ..config.secrets import read_secret
+from ..store import events
 from ..store import outbox as store
 from ..store.outbox import Batch, BatchInfo, FileInfo
 
@@ -52,6 +54,7 @@ __all__ = [
     "DeliveryReport",
     "FileInfo",
     "MaildirSender",
+    "OutboxError",
     "Outcome",
     "OutgoingFile",
     "PermanentDeliveryError",
@@ -64,8 +67,11 @@ __all__ = [
     "build_message",
     "deliver_pending",
     "list_batches",
+    "make_due",
     "message_bytes",
     "purge",
+    "resend",
+    "resends",
     "sender_for_host",
     "write_batch",
 ]
@@ -565,6 +571,69 @@ def _failed(conn: sqlite3.Connection, batch: Batch, exc: DeliveryError, now: dat
     report.outcomes.append(Outcome(batch.id, batch.kind, False, error, exc.permanent, when))
     log.warning("outbox: batch %d (%s) attempt %d failed, next at %s: %s", batch.id,
                 batch.kind, failures, store.iso(when), error)
+
+
+# --- operators: deliver now, send again -----------------------------------------------------
+
+
+class OutboxError(Exception):
+    """An outbox command that cannot apply (no such batch, not sent yet, purged…)."""
+
+
+def make_due(conn: sqlite3.Connection, batch_id: int | None = None) -> list[int]:
+    """`exchange retry`: the pending batches (or one) due now, ignoring their backoff (the
+    relay or the password was fixed). OutboxError if `batch_id` is not a pending batch."""
+    if batch_id is not None:
+        state = store.state_of(conn, batch_id)
+        if state is None:
+            raise OutboxError(f"no batch {batch_id} (badged exchange list shows them)")
+        if state[0] != store.PENDING:
+            raise OutboxError(f"batch {batch_id} is {state[0]}, not pending: nothing to retry "
+                              f"(to send it again: badged exchange resend {batch_id})")
+    return store.make_due(conn, batch_id)
+
+
+def resend(conn: sqlite3.Connection, sender: Sender, batch_id: int, *, now: datetime,
+           actor: str) -> str:
+    """`exchange resend`: a sent batch's mail again, same Message-ID (the CROUS's mail
+    system sees it is the same file), recorded in the events journal whatever the outcome.
+    Its Message-ID; OutboxError if it cannot be, DeliveryError if the relay refused."""
+    state = store.state_of(conn, batch_id)
+    if state is None:
+        raise OutboxError(f"no batch {batch_id} (badged exchange list shows them)")
+    if state[0] != store.SENT:
+        raise OutboxError(f"batch {batch_id} is {state[0]}, not sent yet: the outbox sends "
+                          f"it (now: badged exchange retry {batch_id})")
+    if state[1] is not None:
+        raise OutboxError(f"batch {batch_id} was purged on {state[1]} (past "
+                          "archive_retention_days): its files are gone")
+    batch = store.get(conn, batch_id)
+    assert batch is not None
+    detail = {"batch": batch.id, "kind": batch.kind, "message_id": batch.message_id,
+              "recipients": batch.recipients, "actor": actor}
+    try:
+        sender.send(build_message(batch, date=now), mail_from=batch.mail_from or "",
+                    recipients=batch.recipients)
+    except DeliveryError as exc:
+        events.add(conn, "batch-resend", detail={**detail, "outcome": f"failed: {exc}"})
+        log.warning("outbox: batch %d (%s) resend by %s failed: %s", batch.id, batch.kind,
+                    actor, exc)
+        raise
+    events.add(conn, "batch-resend", detail={**detail, "outcome": "sent"})
+    log.info("outbox: batch %d (%s) sent again by %s, %s, via %r", batch.id, batch.kind,
+             actor, batch.message_id, sender)
+    return batch.message_id
+
+
+def resends(conn: sqlite3.Connection) -> dict[int, list[dict[str, Any]]]:
+    """batch id → its recorded resends (at, actor, outcome), oldest first."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for at, detail in conn.execute(
+            "SELECT at, detail FROM events WHERE kind = 'batch-resend' ORDER BY id"):
+        data = json.loads(detail)
+        out.setdefault(data["batch"], []).append(
+            {"at": at, "actor": data.get("actor"), "outcome": data.get("outcome")})
+    return out
 
 
 # --- history and retention -----------------------------------------------------------------

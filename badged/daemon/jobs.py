@@ -233,6 +233,11 @@ class JobRunner:
         entry = self._entry(name)
         return entry.job.next_run.timestamp() if entry.job and entry.job.next_run else None
 
+    def exclusive(self) -> threading.Lock:
+        """`with runner.exclusive():` a one-off task on the jobs' connection, never at the
+        same time as a job (e.g. a resend: it must not interleave with a delivery)."""
+        return self._run_lock
+
     def run_now(self, name: str) -> JobResult:
         """Run a job at once (waiting for a running one to finish); its schedule is kept.
 

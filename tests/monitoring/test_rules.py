@@ -30,12 +30,15 @@ EXPECTED_ALERTS = {
     "BadgedOutboxNotDraining",
     "BadgedCrousDeadlineNear",
     "BadgedCardStockLow",
+    "BadgedAccessExportStale",
 }
 # Extensions of docs/contracts.md's metrics that the rules need (the daemon must export them).
 NEW_METRICS = {
     "badged_exchange_last_sent_timestamp_seconds",
     "badged_academic_year_start_timestamp_seconds",
     "badged_card_stock_low_threshold",
+    "badged_access_last_run_timestamp_seconds",
+    "badged_access_interval_seconds",
 }
 METRIC_NAME = re.compile(r"\bbadged_[a-z0-9_]+\b")
 
@@ -113,7 +116,7 @@ def dashboard_queries() -> list[str]:
 def test_check_rules_clean():
     proc = run("check", "rules", ALERTS.name)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 8 rules found" in proc.stdout, proc.stdout
+    assert "SUCCESS: 9 rules found" in proc.stdout, proc.stdout
     assert "WARNING" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
