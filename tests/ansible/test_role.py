@@ -203,6 +203,19 @@ def test_ansible_lint_production_profile(tmp_path: Path) -> None:
     assert "0 failure(s), 0 warning(s)" in proc.stderr, output
 
 
+def test_argument_specs_type_and_document_every_variable() -> None:
+    """meta/argument_specs.yml covers exactly the role's variables (defaults/main.yml)."""
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    spec = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())
+    options = spec["argument_specs"]["main"]["options"]
+    assert set(options) == set(defaults)
+    for name, option in options.items():
+        assert option.get("type"), name
+        assert option.get("description"), name
+        if "default" in option:
+            assert option["default"] == defaults[name], name
+
+
 def test_files_and_modes(site: tuple[Site, Run, Run]) -> None:
     s, _, _ = site
     config = s.etc("config")
