@@ -30,6 +30,9 @@ EXPECTED_ALERTS = {
     "BadgedOutboxNotDraining",
     "BadgedCrousDeadlineNear",
     "BadgedCardStockLow",
+    "BadgedCrousSyncFailing",
+    "BadgedCrousPeopleInBlockingError",
+    "BadgedCrousChangesPending",
     "BadgedAccessExportStale",
 }
 # Extensions of docs/contracts.md's metrics that the rules need (the daemon must export them).
@@ -37,6 +40,8 @@ NEW_METRICS = {
     "badged_exchange_last_sent_timestamp_seconds",
     "badged_academic_year_start_timestamp_seconds",
     "badged_card_stock_low_threshold",
+    "badged_crous_sync_last_run_timestamp_seconds",
+    "badged_crous_sync_last_success_timestamp_seconds",
     "badged_access_last_run_timestamp_seconds",
     "badged_access_interval_seconds",
 }
@@ -116,7 +121,7 @@ def dashboard_queries() -> list[str]:
 def test_check_rules_clean():
     proc = run("check", "rules", ALERTS.name)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 9 rules found" in proc.stdout, proc.stdout
+    assert "SUCCESS: 12 rules found" in proc.stdout, proc.stdout
     assert "WARNING" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
