@@ -115,8 +115,10 @@ def build_image(*, rebuild: bool = False) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / ".complete").exists() and not rebuild:
             return target
+        # Holding the lock, no other build runs: a *.tmp-* left is a killed build's.
+        for stale in target.parent.glob("*.tmp-*"):
+            _remove_tree(stale)
         work = target.parent / f"{target.name}.tmp-{os.getpid()}"
-        _remove_tree(work)
         root = work / "root"
         root.mkdir(parents=True)
         log = target.parent / "build.log"
