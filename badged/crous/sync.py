@@ -483,7 +483,9 @@ class Syncer:
                     self._told_holder(d, body["dueDate"])
                     self.report.done += 1
                     return d.identifier, True
-        assert current is not None
+        if current is None:  # "exists" said on creation, yet not found: retried next run
+            raise _Failure("create-holder", 422, "-11", "the CROUS says the holder exists "
+                           "but it cannot be found under its identifiers", False)
         body, changed = self._update_body(d, current)
         if changed:
             answer = self._call(self.client.update_holder, d.identifier, body)
@@ -502,7 +504,7 @@ class Syncer:
         """The holder as the CROUS has it, renamed to our identifier if found by another."""
         answer = self._call(self.client.get_holder, d.identifier)
         if answer.ok:
-            return answer.body
+            return answer.body if isinstance(answer.body, dict) else {}
         if answer.status != 404:
             raise judge("get-holder", answer)
         others = [*d.other_ids]
@@ -514,21 +516,22 @@ class Syncer:
                 continue
             if not answer.ok:
                 raise judge("get-holder", answer)
-            email = answer.body.get("email") if isinstance(answer.body, dict) else None
+            found = answer.body if isinstance(answer.body, dict) else {}
+            email = found.get("email")
             try:
                 renamed = self._call(self.client.rename_holder, other, d.identifier,
                                      email or d.body["email"])
             except AmbiguousWrite:
                 again = self._call(self.client.get_holder, d.identifier)
                 if again.ok:
-                    return again.body
+                    return again.body if isinstance(again.body, dict) else {}
                 raise _Failure("rename-holder", None, "timeout", "no answer to the rename: "
                                "retried later", False, transient=True) from None
             if not renamed.ok:
                 raise judge("rename-holder", renamed)
             log.info("API CROUS holder %s renamed %s", other, d.identifier)
             return renamed.body if isinstance(renamed.body, dict) and renamed.body else {
-                **answer.body, "identifier": d.identifier}
+                **found, "identifier": d.identifier}
         return None
 
     def _clamped(self, d: Desired) -> dict[str, Any]:
