@@ -622,7 +622,9 @@ class Syncer:
             raise _Failure("add-card", None, "no-csv", f"card {c.csn} (CROUS number "
                            f"{c.id_zdc}) is not in the CROUS card CSV: import it with "
                            "`badged crous import-cards`", True)
-        self._settled(c, identifier, None, "add")
+        # No write-ahead mark here: a card is only added without a look-up to a holder
+        # created in this very run, and after a crash that holder is known, so the next
+        # run looks the card up first.
         try:
             answer = self._call(self.client.add_card, identifier, card_body(row))
         except AmbiguousWrite:
