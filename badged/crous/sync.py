@@ -360,6 +360,8 @@ class Syncer:
         self.now = now
         self.report = report
         self.transient_streak = 0
+        # Subjects with a stored error: only those have one to clear on success.
+        self.in_error = {(e.subject, e.key) for e in told_store.errors(conn)}
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -416,6 +418,7 @@ class Syncer:
 
     def _fail(self, subject: str, key: str, person_id: str, failure: _Failure,
               fingerprint: str | None) -> None:
+        self.in_error.add((subject, key))
         with self._tx():
             tries = told_store.record_error(
                 self.conn, subject, key, person_id, failure.op, failure.status, failure.code,
@@ -480,7 +483,7 @@ class Syncer:
                     raise judge("create-holder", answer)
                 else:
                     created = True
-                    self._told_holder(d, body["dueDate"])
+                    self._told_holder(d, body["dueDate"], t.told)
                     self.report.done += 1
                     return d.identifier, True
         if current is None:  # "exists" said on creation, yet not found: retried next run
@@ -492,13 +495,16 @@ class Syncer:
             if not answer.ok:
                 raise judge("update-holder", answer)
             self.report.done += 1
-        self._told_holder(d, body["dueDate"])
+        self._told_holder(d, body["dueDate"], t.told)
         return d.identifier, created
 
-    def _told_holder(self, d: Desired, due: str) -> None:
+    def _told_holder(self, d: Desired, due: str, told: told_store.ToldHolder | None) -> None:
         with self._tx():
-            told_store.tell_holder(self.conn, d.person_id, d.identifier, d.fingerprint, due)
-            told_store.clear_error(self.conn, "person", d.person_id)
+            told_store.tell_holder(self.conn, d.person_id, d.identifier, d.fingerprint, due,
+                                   renamed=told is not None and told.identifier != d.identifier)
+            if ("person", d.person_id) in self.in_error:
+                told_store.clear_error(self.conn, "person", d.person_id)
+                self.in_error.discard(("person", d.person_id))
 
     def _find(self, t: PersonTask, d: Desired) -> dict[str, Any] | None:
         """The holder as the CROUS has it, renamed to our identifier if found by another."""
@@ -592,10 +598,11 @@ class Syncer:
         with self._tx():
             told_store.tell_card(self.conn, c.csn, c.person_id, identifier, c.id_zdc, state,
                                  pending)
-            if pending is None:
+            if pending is None and ("card", c.csn) in self.in_error:
                 told_store.clear_error(self.conn, "card", c.csn)
-                if c.queued_up_to is not None:
-                    told_store.mark_changes_sent(self.conn, c.csn, c.queued_up_to)
+                self.in_error.discard(("card", c.csn))
+            if pending is None and c.queued_up_to is not None:
+                told_store.mark_changes_sent(self.conn, c.csn, c.queued_up_to)
 
     def _card_state(self, c: CardTask, identifier: str) -> dict[str, Any] | None:
         assert c.id_zdc is not None
