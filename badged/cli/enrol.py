@@ -18,7 +18,7 @@ from ..enrolment_batch import enrol_file
 from ..lifecycle import actor
 from ..store import people
 from ..store.db import open_store
-from . import EXIT_PARTIAL, Context, fail, main, pass_ctx, user_errors
+from . import EXIT_PARTIAL, Context, bypass_only_if_down, fail, main, pass_ctx, user_errors
 
 
 @main.command("enrol")
@@ -47,7 +47,9 @@ def enrol_command(ctx: Context, person_id: str | None, reader: str | None, timeo
             "enrol", person=person_id, reader=reader, wait_seconds=timeout, actor=actor(),
             timeout=timeout + 15)
         done = answer["enrolled"]
-    except DaemonUnreachable:
+    except DaemonUnreachable as exc:
+        bypass_only_if_down(ctx, exc, "not reading the reader from here: the daemon owns "
+                            "it; try again, or check `badged status`")
         click.echo("badged is not running: reading the enrolment reader directly", err=True)
         done = _one_shot(ctx, person_id, reader, timeout)
     except RequestError as exc:

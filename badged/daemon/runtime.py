@@ -31,7 +31,7 @@ from ..config.schedules import parse_schedule
 from ..config.tree import Site
 from ..crous import exchanges
 from ..crous.deadlines import academic_year_start, deadline
-from ..crous.mail import DeliveryReport, purge
+from ..crous.mail import DeliveryReport, clean_leftovers, outbox_lease, purge
 from ..enrolment import EnrolmentError, Policy, enrol
 from ..store import cards, people, stock
 from ..store.db import SharedStore, open_store
@@ -40,6 +40,7 @@ from .control import ControlServer, OpError, socket_path
 from .desk import Desk
 from .jobs import JobRunner
 from .metrics import Metrics
+from .pidlock import AlreadyRunning, DaemonLock
 from .taps import Taps
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ MAINTENANCE, MAINTENANCE_SCHEDULE = "store-maintenance", "every day at 03:17"
 DELIVERY, DELIVERY_SCHEDULE = "outbox-delivery", "every 1 minutes"
 PURGE, PURGE_SCHEDULE = "archive-purge", "every day at 04:23"
 GAUGE_REFRESH_SECONDS = 30.0
+DAEMON = "the badged daemon"
 
 
 HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -88,12 +90,27 @@ class Daemon:
         self.readers = ReaderService(self.profile, self.site.school.readers, self.taps,
                                      tick=reader_tick)
         self.control = ControlServer(socket_path(host.runtime_dir))
+        self.lock = DaemonLock(host.runtime_dir)
         self.metrics_server: Any = None
         self.last_reload: float | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        # First: from here on, commands know a daemon runs, even before it answers.
+        try:
+            self.lock.acquire()
+        except AlreadyRunning as exc:
+            raise StartError(str(exc)) from None
+        except OSError as exc:
+            raise StartError(f"cannot take {self.lock.path}: {exc.strerror or exc}") from None
+        try:
+            self._start()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _start(self) -> None:
         listen = self.host.config.metrics_listen or self.site.school.metrics_listen
         self.metrics_server = self.metrics.serve(listen)  # MetricsBindError: not READY
         self.control.register("status", lambda _req: self.status())
@@ -102,6 +119,7 @@ class Daemon:
             "reader": str, "wait_seconds": float, "actor": str}, cancellable=True)
         self.control.start()
         self._register_jobs()
+        self._clean_outbox()
         self.readers.start()
         with self.store.use() as conn:  # the counter carries the store's history
             self.metrics.card_spend(stock.spend_total(conn))
@@ -181,6 +199,7 @@ class Daemon:
         self.job_conn.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
+        self.lock.release()
         log.info("stopped")
 
     # --- reload ------------------------------------------------------------------------
@@ -234,7 +253,8 @@ class Daemon:
 
     def _exchange(self, kind: ExchangeKind) -> dict[str, Any]:
         """Job `exchange-KIND`: write the due batch, then deliver the outbox."""
-        result = exchanges.run(self.job_conn, self.host, self.site, kind, datetime.now(UTC))
+        result = exchanges.run(self.job_conn, self.host, self.site, kind, datetime.now(UTC),
+                               what=DAEMON)
         changes = result.plan.changes
         self.metrics.exchange_run(kind.value, len(changes.lines) + changes.unchanged,
                                   result.batch_id is not None)
@@ -247,7 +267,7 @@ class Daemon:
     def _deliver(self) -> None:
         """Job `outbox-delivery`: send the pending batches whose backoff is over."""
         self._delivered(exchanges.deliver(self.job_conn, self.host, self.site,
-                                          datetime.now(UTC)))
+                                          datetime.now(UTC), what=DAEMON))
 
     def _delivered(self, report: DeliveryReport) -> None:
         for outcome in report.outcomes:
@@ -260,9 +280,16 @@ class Daemon:
     def _purge(self) -> None:
         """Job `archive-purge`: drop sent archives older than the retention."""
         done = purge(self.job_conn, exchanges.archive_dir(self.host),
-                     self.site.school.archive_retention_days, datetime.now(UTC))
+                     self.site.school.archive_retention_days, datetime.now(UTC), what=DAEMON)
         if done.batches:
             log.info("archive: %d sent batch(es) past retention purged", done.batches)
+
+    def _clean_outbox(self) -> None:
+        """At start: unfinished archive copies a killed run left (under the outbox lease,
+        so never one that another process is writing)."""
+        with outbox_lease(self.job_conn, DAEMON) as held:
+            if held is not None:
+                clean_leftovers(exchanges.archive_dir(self.host))
 
     def _refresh_gauges(self) -> None:
         school, crous = self.site.school, self.site.crous
