@@ -22,7 +22,7 @@ from badged.store import outbox
 from badged.store.db import open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crous"))
-from smtpkit import Recorder, SmtpServer, make_pki  # noqa: E402
+from smtpkit import Recorder, SmtpServer, make_pki
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret-relay"
