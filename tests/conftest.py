@@ -10,12 +10,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from badged.cards.pcscd_sandbox import PcscdSandbox, SandboxError
 from badged.cards.vpcd import CardEngine, VpcdCard
 from badged.demo import write_credentials
 
 InsertCard = Callable[..., VpcdCard]
+
+# Fuzz tests: the same bounded examples on every run (no deadline: CI shares 2 cores).
+settings.register_profile("badged", deadline=None, derandomize=True, database=None)
+settings.load_profile("badged")
 
 
 @pytest.fixture(scope="session")

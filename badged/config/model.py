@@ -314,7 +314,26 @@ class CsnSource(StrEnum):
     CARD_UID = "card_uid"
 
 
+PICC_AID = "000000"
+
+
+class ProfilePicc(Model):
+    """The card-level (PICC) master key, for a profile that reveals the real UID of a
+    random-UID card with it alone (`card_uid_auth: {aid: "000000", key_no: 0}`)."""
+
+    key_type: KeyType = KeyType.AES
+    keys: dict[KeyNo, KeyRef] = Field(min_length=1)
+    auth: AuthMode | None = None
+
+    @property
+    def effective_auth(self) -> AuthMode:
+        return self.auth or DEFAULT_AUTH[self.key_type]
+
+
 class CardUidAuth(Model):
+    """Which key opens GetCardUID: one of an application's, or with `aid: "000000"` the
+    PICC master key of the profile's `picc:` (an application-less step)."""
+
     aid: Aid
     key_no: KeyNo
 
@@ -330,6 +349,7 @@ class CardProfile(Model):
     technology: Technology = Technology.DESFIRE_EV1
     csn: CsnSpec = CsnSpec()
     read_version: bool = False
+    picc: ProfilePicc | None = None
     applications: list[ProfileApplication] = []
 
 

@@ -15,6 +15,7 @@ from .errors import ConfigIssue
 from .load import Document
 from .model import (
     ALLOWED_AUTH,
+    PICC_AID,
     CardProfile,
     CommMode,
     Comue,
@@ -143,26 +144,68 @@ def profile_rules(doc: Document, profile: CardProfile) -> Iterator[ConfigIssue]:
             elif file.read_key not in app.keys:
                 yield doc.issue((*at, "read_key"), f"key {file.read_key} has no reference "
                                 "in this application's keys")
+    yield from _picc_rules(doc, profile)
     csn = profile.csn
     if csn.source is CsnSource.CARD_UID:
         if csn.card_uid_auth is None:
             yield doc.issue(("csn",), "source card_uid needs card_uid_auth {aid, key_no}",
                             shown_path=("csn", "card_uid_auth"))
+        elif csn.card_uid_auth.aid == PICC_AID:
+            key_no = csn.card_uid_auth.key_no
+            if profile.picc is None:
+                yield doc.issue(("csn", "card_uid_auth", "aid"), f"aid {PICC_AID} is the "
+                                "card itself (PICC): add picc: {key_type, keys: {0: "
+                                "{file: …}}} with its master key")
+            elif key_no not in profile.picc.keys:
+                yield doc.issue(("csn", "card_uid_auth", "key_no"), f"key {key_no} has no "
+                                "reference in picc.keys")
+            else:
+                yield from _uid_key_rules(doc, key_no, profile.picc.keys[key_no])
         elif csn.card_uid_auth.aid not in aids:
             yield doc.issue(("csn", "card_uid_auth", "aid"), f"application "
-                            f"{csn.card_uid_auth.aid} is not in this profile")
+                            f"{csn.card_uid_auth.aid} is not in this profile (or "
+                            f"\"{PICC_AID}\" for the PICC master key)")
         else:
             key_no = csn.card_uid_auth.key_no
             ref = profile.applications[aids[csn.card_uid_auth.aid]].keys.get(key_no)
             if ref is None:
                 yield doc.issue(("csn", "card_uid_auth", "key_no"), f"key {key_no} has no "
                                 f"reference in application {csn.card_uid_auth.aid}")
-            elif isinstance(ref, DiversifiedKey) and "uid" in ref.diversify.input:
-                yield doc.issue(("csn", "card_uid_auth", "key_no"), f"key {key_no} is "
-                                "diversified with the UID, which is what it must reveal: "
-                                "use a key that does not depend on the UID")
+            else:
+                yield from _uid_key_rules(doc, key_no, ref)
     elif csn.card_uid_auth is not None:
         yield doc.issue(("csn", "card_uid_auth"), "only used with source card_uid",
+                        at_key=True)
+
+
+def _uid_key_rules(doc: Document, key_no: int, ref: object) -> Iterator[ConfigIssue]:
+    if isinstance(ref, DiversifiedKey) and "uid" in ref.diversify.input:
+        yield doc.issue(("csn", "card_uid_auth", "key_no"), f"key {key_no} is "
+                        "diversified with the UID, which is what it must reveal: "
+                        "use a key that does not depend on the UID")
+
+
+def _picc_rules(doc: Document, profile: CardProfile) -> Iterator[ConfigIssue]:
+    picc = profile.picc
+    if picc is None:
+        return
+    if picc.effective_auth not in ALLOWED_AUTH[picc.key_type]:
+        yield doc.issue(("picc", "auth"), f"auth {picc.effective_auth.value!r} cannot be "
+                        f"used with {picc.key_type.value} keys")
+    for key_no, ref in picc.keys.items():
+        if key_no != 0:
+            yield doc.issue(("picc", "keys", key_no), "the PICC has one key: number 0",
+                            at_key=True)
+        if isinstance(ref, SamKey):
+            yield doc.issue(("picc", "keys", key_no), "reading through a SAM is not "
+                            "supported yet")
+        if isinstance(ref, DiversifiedKey) and picc.key_type is not KeyType.AES:
+            yield doc.issue(("picc", "keys", key_no), "AN10922 diversification is "
+                            "AES-128 only: key_type must be aes")
+    uid_auth = profile.csn.card_uid_auth
+    if uid_auth is None or uid_auth.aid != PICC_AID:
+        yield doc.issue(("picc",), "picc keys are only used to read the real UID: set "
+                        'csn: {source: card_uid, card_uid_auth: {aid: "000000", key_no: 0}}',
                         at_key=True)
 
 

@@ -13,8 +13,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 CASES = {
     "unknown-key": ["tree/schools/school.yaml:8:1: colour: unknown key"],
-    "wrong-type": ["tree/schools/school.yaml:9:18: card_stock.low_threshold: input should "
-                   "be a valid integer, unable to parse string as an integer"],
+    "wrong-type": ["tree/schools/school.yaml:9:18: card_stock.low_threshold: must be a "
+                   "whole number"],
     "missing-field": ["tree/schools/school.yaml:2:1: uai: missing required field"],
     "dangling-reference": ["tree/schools/school.yaml:4:8: comue: unknown COMUE 'nowhere' "
                            "(known: imposed, open)"],
@@ -36,18 +36,18 @@ CASES = {
                           "end of stream (while scanning a quoted scalar at line 3, column 6)"],
     "sam-key": ["tree/card-profiles/profile.yaml:6:10: applications.0.keys.1: reading through "
                 "a SAM is not supported yet"],
-    "layout-unknown-field": ["tree/layouts/crous-default.yaml:4:28: columns.1.field: input "
-                             "should be 'identifier', 'institutional_id', 'ine', 'last_name', "
+    "layout-unknown-field": ["tree/layouts/crous-default.yaml:4:28: columns.1.field: must "
+                             "be 'identifier', 'institutional_id', 'ine', 'last_name', "
                              "'first_name', 'email', 'birth_date', 'rne_org_code', "
                              "'id_company_rate', 'id_rate', 'due_date', 'category', "
                              "'crous_number', 'csn' or 'kind'"],
     "empty-file": ["tree/layouts/crous-default.yaml:1:1: empty file"],
     "ten-errors": [
-        "tree/card-profiles/profile.yaml:1:13: technology: input should be 'desfire-ev1'",
+        "tree/card-profiles/profile.yaml:1:13: technology: must be 'desfire-ev1'",
         "tree/card-profiles/profile.yaml:3:10: applications.0.aid: 'F585' is not an AID: "
         "3 bytes as 6 hex digits, MSB first",
-        "tree/card-profiles/profile.yaml:7:14: applications.0.files.0.id: input should be "
-        "less than or equal to 31",
+        "tree/card-profiles/profile.yaml:7:14: applications.0.files.0.id: must be at most "
+        "31",
         "tree/crous/crous.yaml:4:17: mailboxes.restauration: 'restauration.crous.example.org'"
         " is not a valid e-mail address",
         "tree/crous/crous.yaml:6:19: deadlines.reinscriptions: '13-01' is not a month-day: "
