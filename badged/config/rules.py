@@ -131,6 +131,8 @@ def profile_rules(doc: Document, profile: CardProfile) -> Iterator[ConfigIssue]:
             if isinstance(ref, DiversifiedKey) and app.key_type is not KeyType.AES:
                 yield doc.issue((*here, "keys", key_no), "AN10922 diversification is "
                                 "AES-128 only: key_type must be aes")
+            if isinstance(ref, DiversifiedKey):
+                yield from _diversify_length(doc, (*here, "keys", key_no), ref)
         ids: set[int] = set()
         for f, file in enumerate(app.files):
             at = (*here, "files", f)
@@ -178,6 +180,18 @@ def profile_rules(doc: Document, profile: CardProfile) -> Iterator[ConfigIssue]:
                         at_key=True)
 
 
+# AN10922 takes 1 to 31 input bytes; `uid` counts its longest (10 bytes), `aid` 3.
+_PART_LENGTH = {"uid": 10, "aid": 3, "aid_msb": 3}
+
+
+def _diversify_length(doc: Document, where: tuple, ref: DiversifiedKey
+                      ) -> Iterator[ConfigIssue]:
+    size = sum(_PART_LENGTH.get(p, len(p) // 2) for p in ref.diversify.input)
+    if size > 31:
+        yield doc.issue((*where, "diversify", "input"), f"AN10922 input of up to {size} "
+                        "bytes: it takes at most 31 (uid counts 10, aid 3)")
+
+
 def _uid_key_rules(doc: Document, key_no: int, ref: object) -> Iterator[ConfigIssue]:
     if isinstance(ref, DiversifiedKey) and "uid" in ref.diversify.input:
         yield doc.issue(("csn", "card_uid_auth", "key_no"), f"key {key_no} is "
@@ -202,6 +216,8 @@ def _picc_rules(doc: Document, profile: CardProfile) -> Iterator[ConfigIssue]:
         if isinstance(ref, DiversifiedKey) and picc.key_type is not KeyType.AES:
             yield doc.issue(("picc", "keys", key_no), "AN10922 diversification is "
                             "AES-128 only: key_type must be aes")
+        if isinstance(ref, DiversifiedKey):
+            yield from _diversify_length(doc, ("picc", "keys", key_no), ref)
     uid_auth = profile.csn.card_uid_auth
     if uid_auth is None or uid_auth.aid != PICC_AID:
         yield doc.issue(("picc",), "picc keys are only used to read the real UID: set "

@@ -125,6 +125,10 @@ def test_random_uid_without_a_way_to_the_real_uid_is_said_plainly(tmp_path: Path
     ('csn: {source: card_uid, card_uid_auth: {aid: "000000", key_no: 0}}\n'
      "picc: {keys: {3: {file: picc.key}}}\napplications:" + UID_APP,
      "picc.keys.3: the PICC has one key: number 0"),
+    ("applications:\n  - aid: \"F54230\"\n    keys:\n      1: {diversify: {master: "
+     "{file: master.key}, input: [uid, aid, \"" + "AB" * 20 + "\"]}}\n    files:\n"
+     "      - {id: 1, comm: enciphered, read_key: 1}\n",
+     "AN10922 input of up to 33 bytes: it takes at most 31"),
 ])
 def test_picc_step_validation(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
