@@ -36,7 +36,7 @@ def test_two_programs_reading_one_card_never_get_a_wrong_or_half_read(
         pcsc, insert_card, credentials) -> None:
     insert_card(SimulatedDesfire.from_file(CARD))
     env = {**pcsc.env(), "CREDENTIALS_DIRECTORY": str(credentials),
-           "PATH": "/usr/bin:/bin"}
+           "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
     argv = [sys.executable, str(READER_SCRIPT), pcsc.readers[0], str(READS),
             json.dumps(expected())]
     procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
