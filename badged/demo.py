@@ -4,10 +4,15 @@
 cards' test keys as private credentials, starts a private pcscd with a vpcd reader pair,
 inserts the simulated CROUS card on the lookup reader, and runs the real daemon with
 demo/badged.yaml until Ctrl-C.
+
+`--state DIR` and `--metrics-listen HOST:PORT` run a second demo beside the first (the
+tests do, while a user's demo runs): its own state, pcscd, control socket and metrics port,
+through a host file written in DIR.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
@@ -41,11 +46,20 @@ def write_credentials(directory: Path) -> Path:
     return directory
 
 
-def prepare() -> dict[str, str]:
-    """State and credentials directories, private like the service's; the env to run in."""
-    STATE.mkdir(mode=0o700, parents=True, exist_ok=True)
-    credentials = write_credentials(STATE / "credentials")
-    return {"CREDENTIALS_DIRECTORY": str(credentials), "BADGED_HOST_CONFIG": str(HOST_FILE)}
+def prepare(state: Path = STATE, metrics_listen: str | None = None) -> dict[str, str]:
+    """State and credentials directories, private like the service's; the env to run in.
+
+    Another state folder or metrics address than the repo's demo: a host file of its own
+    in that folder, running the same tree and school."""
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    credentials = write_credentials(state / "credentials")
+    host_file = HOST_FILE
+    if state.resolve() != STATE.resolve() or metrics_listen:
+        host_file = state / "badged.yaml"
+        listen = f'metrics_listen: "{metrics_listen}"\n' if metrics_listen else ""
+        host_file.write_text(f"tree: {REPO / 'config'}\nschool: demo\nstate_dir: {state}\n"
+                             f"runtime_dir: {state / 'run'}\nlog_level: INFO\n{listen}")
+    return {"CREDENTIALS_DIRECTORY": str(credentials), "BADGED_HOST_CONFIG": str(host_file)}
 
 
 def import_registry(host: Host) -> None:
@@ -55,13 +69,22 @@ def import_registry(host: Host) -> None:
     for name, source in site.school.population.items():
         path = REGISTRY / f"{name}.csv"
         if path.exists():
-            report = import_population(conn, path, name, source)
+            report = import_population(conn, path, name, source, tariffs=site.tariffs)
             print(report.summary(), flush=True)
     conn.close()
 
 
-def main() -> int:
-    os.environ.update(prepare())
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m badged.demo",
+                                     description="Run the daemon on the demo school.")
+    parser.add_argument("--state", type=Path, default=STATE, metavar="DIR",
+                        help=f"state folder (default {STATE.relative_to(REPO)})")
+    parser.add_argument("--metrics-listen", metavar="HOST:PORT",
+                        help="metrics address (default: the demo school's)")
+    args = parser.parse_args(argv)
+    state = args.state.resolve()
+    os.environ.update(prepare(state, args.metrics_listen))
+    host_file = Path(os.environ["BADGED_HOST_CONFIG"])
     # The private pcscd must be up (PCSCLITE_CSOCK_NAME set) before any PC/SC call.
     from .cards.pcscd_sandbox import PcscdSandbox
     from .cards.simulator import SimulatedDesfire
@@ -70,10 +93,10 @@ def main() -> int:
     from .daemon.runtime import HANDLED_SIGNALS, run
     from .logs import setup
 
-    host = load_host(HOST_FILE)
+    host = load_host(host_file)
     setup(host.config.log_level)
     import_registry(host)
-    with PcscdSandbox(STATE / "pcscd") as pcscd:
+    with PcscdSandbox(state / "pcscd") as pcscd:
         # The card's serving thread must not take the daemon's signals (see runtime.run).
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
@@ -81,15 +104,20 @@ def main() -> int:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         listen = host.config.metrics_listen or host.load_site().school.metrics_listen
-        env = f"BADGED_HOST_CONFIG={HOST_FILE} PCSCLITE_CSOCK_NAME={pcscd.socket_path}"
+        hosted = f"BADGED_HOST_CONFIG={host_file}"
+        env = f"{hosted} PCSCLITE_CSOCK_NAME={pcscd.socket_path}"
         keys = f"CREDENTIALS_DIRECTORY={os.environ['CREDENTIALS_DIRECTORY']}"
-        print(f"""badged demo: school demo, state in {STATE}
+        print(f"""badged demo: school demo, state in {state}
   metrics      http://{listen}/metrics
   status       {env} .venv/bin/badged status
+  doctor       {env} {keys} .venv/bin/badged doctor
   read a card  {env} {keys} .venv/bin/badged card read --reader '{pcscd.readers[1]}'
-  CROUS files  BADGED_HOST_CONFIG={HOST_FILE} .venv/bin/badged exchange plan
+  enrol a card {hosted} .venv/bin/badged enrol --person 22500101 --timeout 120
+               then, in another terminal, tap the second demo card on the desk:
+               {hosted} .venv/bin/badged card simulate --card demo/cards/student-card.yaml
+  CROUS files  {hosted} .venv/bin/badged exchange plan --summary
                (sent every 10 minutes, or now with `exchange run KIND`, to
-               {STATE / 'maildir'})
+               {state / 'maildir'})
   (card {CARD.name} sits on '{pcscd.readers[1]}', the lookup reader; Ctrl-C stops)""",
               flush=True)
         try:

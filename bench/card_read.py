@@ -155,6 +155,12 @@ def run(conn: CardConnection, reader: ProfileReader, args: argparse.Namespace) -
         f"{'ok' if ok_ratio else 'MISSED'}"
     )
 
+    # For bench/run_all: machine-readable figures, one per line.
+    print(f"ours: {wall / args.reads * 1000:.4f} ms")  # wall time per read
+    print(f"baseline: {inside / args.reads * 1000:.4f} ms")  # inside transmit per read
+    print(f"ratio: {ratio:.4f}")
+    print(f"figure: apdus {max(apdus)}")
+
     if args.profile_top:
         prof = cProfile.Profile()
         prof.enable()

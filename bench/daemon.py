@@ -4,8 +4,10 @@ Against a private pcscd (vpcd reader pair) with the simulated CROUS card served 
 separate `badged card simulate` process (demo/cards/crous-card.yaml) and the demo school
 (a copy of config/, metrics on a free loopback port, test keys as credentials):
 
-1. memory (in this process): a `Daemon` is built and started exactly as `badged run` does
-   (metrics port, control socket, reader thread); VmRSS after start-up and the first tap,
+1. memory (in a child process that imports nothing of badged before the daemon's own
+   modules, so the figure is the daemon's, not this bench's): a `Daemon` is built and
+   started exactly as `badged run` does (metrics port, control socket, reader thread);
+   VmRSS after start-up and the first tap,
    then after N more taps driven through the reader thread's own tap path
    (`ReaderService._card_inserted(reader, atr)`: connect, full profile read, lookup, event
    row in the store, metrics, last taps) — a real read on pcscd each time, only the
@@ -16,7 +18,7 @@ separate `badged card simulate` process (demo/cards/crous-card.yaml) and the dem
    $NOTIFY_SOCKET (first start on an empty state dir, then warm starts).
 
 Baseline, same run: a bare `python -c` (RSS, start-up) and `sleep` (idle CPU is 0).
-Goals: RSS ≤ 50 MB after the taps, ≤ 0.2 s CPU per idle minute, ≤ 1 s to READY.
+Goals: RSS ≤ 45 MB after the taps, ≤ 0.2 s CPU per idle minute, ≤ 1 s to READY.
 
     .venv/bin/python bench/daemon.py                       # 10 000 taps, 60 s idle
     .venv/bin/python bench/daemon.py --taps 1000 --idle-seconds 10 --starts 3
@@ -25,6 +27,7 @@ Goals: RSS ≤ 50 MB after the taps, ≤ 0.2 s CPU per idle minute, ≤ 1 s to R
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -37,15 +40,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from badged.cards.pcscd_sandbox import PcscdSandbox
-from badged.demo import DEMO_KEYS
+if TYPE_CHECKING:  # imported where used: the memory child must import only the daemon
+    from badged.cards.pcscd_sandbox import PcscdSandbox
 
 REPO = Path(__file__).resolve().parent.parent
 CARD = REPO / "demo" / "cards" / "crous-card.yaml"
 BADGED = Path(sys.executable).with_name("badged")
 LOOKUP = "Virtual PCD 00 01"
-GOAL_RSS_MB, GOAL_IDLE_CPU, GOAL_READY = 50.0, 0.2, 1.0
+GOAL_RSS_MB, GOAL_IDLE_CPU, GOAL_READY = 45.0, 0.2, 1.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -72,6 +76,8 @@ def free_port() -> int:
 
 def make_host(root: Path) -> tuple[Path, Path]:
     """Host file (school demo, free metrics port) + tree copy + credentials; (host, creds)."""
+    from badged.demo import DEMO_KEYS
+
     shutil.copytree(REPO / "config", root / "config")
     creds = root / "credentials"
     creds.mkdir(mode=0o700)
@@ -122,37 +128,17 @@ def baseline_python() -> tuple[float, float]:
 # --- 1. memory, in process ----------------------------------------------------------------
 
 def bench_memory(pcscd: PcscdSandbox, root: Path, taps: int) -> dict[str, float]:
+    """The daemon in a child process of its own (bench/_daemon_memory.py), so that its RSS is
+    the daemon's: not this bench's own imports (pcscd sandbox, demo helpers, argparse…)."""
     host_file, creds = make_host(root / "mem")
-    os.environ["CREDENTIALS_DIRECTORY"] = str(creds)
-    os.environ.pop("NOTIFY_SOCKET", None)
-    before_import = vm("VmRSS")
-    from badged.config.host import load_host
-    from badged.daemon.runtime import Daemon
-
+    env = {**os.environ, **pcscd.env(), "CREDENTIALS_DIRECTORY": str(creds)}
+    env.pop("NOTIFY_SOCKET", None)
     with simulated_card(pcscd):
-        daemon = Daemon(load_host(host_file))
-        daemon.start()
-        reads = daemon.metrics.card_reads.labels(reader=LOOKUP)
-        deadline = time.monotonic() + 10
-        while reads._value.get() < 1:  # the reader thread reads the card at start-up
-            if time.monotonic() > deadline:
-                raise SystemExit("the daemon did not read the simulated card")
-            time.sleep(0.02)
-        started = vm("VmRSS")
-        atr = daemon.readers._watcher.readers.get(LOOKUP) or b""
-        t0 = time.perf_counter()
-        for _ in range(taps):
-            daemon.readers._card_inserted(LOOKUP, atr)
-        elapsed = time.perf_counter() - t0
-        done = reads._value.get() - 1
-        errors = sum(s.value for m in daemon.metrics.card_read_errors.collect()
-                     for s in m.samples if s.name.endswith("_total"))
-        after = vm("VmRSS")
-        daemon.request_stop()
-        daemon.shutdown()
-    return {"before_import": before_import, "started": started, "after": after,
-            "hwm": vm("VmHWM"), "taps": done, "errors": errors,
-            "tap_ms": elapsed / max(taps, 1) * 1000}
+        out = subprocess.run([sys.executable, str(Path(__file__).with_name("_daemon_memory.py")),
+                              str(host_file), str(taps)], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"memory child failed ({out.returncode}):\n{out.stderr}")
+    return json.loads(out.stdout.splitlines()[-1])
 
 
 # --- 2 and 3: a real `badged run` ---------------------------------------------------------
@@ -244,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="`badged run` starts timed to READY=1 (the first on an "
                              "empty state dir)")
     args = parser.parse_args(argv)
+    from badged.cards.pcscd_sandbox import PcscdSandbox
 
     root = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
     try:
@@ -259,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     idle = float(proc["idle_cpu_per_min"])  # type: ignore[arg-type]
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPU(s)")
     print(f"baseline: bare python -c: start-up {base_start:.3f} s, RSS {base_rss:.1f} MB")
-    print(f"memory (in process): before importing badged {mem['before_import']:.1f} MB, "
+    print(f"memory (child process): before importing badged {mem['before_import']:.1f} MB, "
           f"after start-up + first tap {mem['started']:.1f} MB, after {mem['taps']:.0f} "
           f"taps {mem['after']:.1f} MB (peak {mem['hwm']:.1f} MB), "
           f"{mem['tap_ms']:.2f} ms/tap, {mem['errors']:.0f} read errors")
@@ -272,6 +259,14 @@ def main(argv: list[str] | None = None) -> int:
               ("start to READY", max(ready) <= GOAL_READY, f"≤ {GOAL_READY:g} s")]
     for name, ok, goal in checks:
         print(f"  {'ok  ' if ok else 'MISS'} {name} (goal {goal})")
+    # For bench/run_all: machine-readable figures, one per line (ratio: RSS after the taps
+    # over a bare interpreter's).
+    print(f"ours: {mem['after']:.2f} MB")
+    print(f"baseline: {base_rss:.2f} MB")
+    print(f"ratio: {mem['after'] / base_rss:.3f}")
+    print(f"figure: rss_after_taps {mem['after']:.2f} MB")
+    print(f"figure: idle_cpu {idle:.4f} s")
+    print(f"figure: ready_max {max(ready):.3f} s")
     return 0 if all(ok for _, ok, _ in checks) else 1
 
 

@@ -8,7 +8,8 @@ Generates the demo school's two registry exports (students UTF-8, staff Windows-
   the outbox);
 - baseline: `csv.reader` over both files and `csv.writer` of every row into one CSV, the
   least any tool doing the same job must do.
-It prints both, the ratio (goal ≤ 3), the lines per kind, and the peak memory of ours.
+It prints both, the ratio (goal ≤ 3), the lines per kind, and the peak memory of ours
+(process peak RSS of the timed runs: goal ≤ 150 MB).
 
     .venv/bin/python bench/exchanges.py [--people 100000] [--runs 3]
 """
@@ -36,6 +37,7 @@ from badged.store.db import open_store
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 3.0
+GOAL_RSS_MB = 150
 NOW = datetime(2026, 9, 20, 6, 30, tzinfo=PARIS)
 FIRST = ("Élodie", "Noël", "Zoé", "Léa", "Hugo", "Chloé", "Jérôme", "Maël", "Inès", "Luc")
 LAST = ("Lefèvre", "Dupont", "Nguyen", "Martin", "Bérard", "Lecœur", "Durand", "Petit")
@@ -115,6 +117,8 @@ def main() -> int:
         n = iter(range(1_000_000))
         base = best(args.runs, lambda: baseline(files))
         ours_time = best(args.runs, lambda: ours(site, files, folder / f"state{next(n)}"))
+        # Peak RSS of the timed runs (before tracemalloc, which costs memory of its own).
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         tracemalloc.start()
         counts = ours(site, files, folder / "state-mem")
         _, peak = tracemalloc.get_traced_memory()
@@ -124,9 +128,13 @@ def main() -> int:
     print(f"lines due per kind:  {counts}")
     print(f"baseline csv r/w:    {base:.3f} s")
     print(f"ours (import+sets+render): {ours_time:.3f} s")
-    print(f"ratio:               {ratio:.2f} (goal <= {GOAL})")
     print(f"peak memory (ours):  {peak / 2**20:.1f} MiB traced, process max RSS "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+          f"{rss:.0f} MiB (goals: ratio <= {GOAL}, RSS <= {GOAL_RSS_MB} MB)")
+    # For bench/run_all: machine-readable figures, one per line.
+    print(f"ours: {ours_time:.3f} s")
+    print(f"baseline: {base:.3f} s")
+    print(f"ratio: {ratio:.3f}")
+    print(f"figure: peak_rss {rss * 2**20 / 1e6:.1f} MB")
     return 0
 
 

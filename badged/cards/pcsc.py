@@ -207,10 +207,14 @@ def select_reader(pattern: str | None = None, readers: list[str] | None = None) 
 def wait_for_card(pattern: str | None = None, timeout: float | None = None) -> str:
     """The first reader matching `pattern` that has (or gets) a card.
 
-    A card already present returns at once. Readers plugged while waiting count too.
+    A card already present returns at once. When no reader matches `pattern` at the
+    start, ReaderNotFound at once, naming the readers present: waiting for a tap on a
+    reader that is not there would only end in a misleading timeout. Once one matches,
+    readers plugged while waiting count too.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     with ReaderWatcher(pattern, retry=False) as watcher:
+        first = True
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             for event in watcher.poll(_INFINITE_MS / 1000 if left is None else left):
@@ -218,9 +222,13 @@ def wait_for_card(pattern: str | None = None, timeout: float | None = None) -> s
                     raise event.error
                 if event.kind is EventKind.CARD_INSERTED and event.reader is not None:
                     return event.reader
+            if first and watcher.available and not watcher.readers:
+                select_reader(pattern)  # raises ReaderNotFound listing the readers
+            first = False
             if deadline is not None and time.monotonic() >= deadline:
-                wanted = "any reader" if pattern is None else f"a reader matching {pattern!r}"
-                raise CardTimeout(f"no card on {wanted} after {timeout:g} s")
+                where = ", ".join(repr(r) for r in sorted(watcher.readers)) or (
+                    "any reader" if pattern is None else f"a reader matching {pattern!r}")
+                raise CardTimeout(f"no card on {where} after {timeout:g} s")
 
 
 def wait_for_removal(reader: str, timeout: float | None = None) -> None:

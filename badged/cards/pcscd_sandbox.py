@@ -34,6 +34,7 @@ from badged.cards import pcsc
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 RUN_DIR = Path("/run/pcscd")  # pcscd 1.9.9 writes its pid file there, even when private
 READY_TIMEOUT = 10.0
+PORT_FILE = "vpcd.port"  # in the sandbox's folder: its vpcd port (slot 0), while it runs
 
 # Runs between fork and pcscd: die with the parent, move the socket to fd 3, announce it.
 _SHIM = r"""
@@ -154,6 +155,8 @@ class PcscdSandbox:
             found = self._wait_ready()
             if found == self.readers:
                 self.port = port
+                # How `badged card simulate` finds this pcscd's vpcd (the demo's).
+                (self.dir / PORT_FILE).write_text(f"{port}\n")
                 return self
             self.kill()  # no readers: vpcd lost a race for the port; try another one
             if fixed:
@@ -201,6 +204,8 @@ class PcscdSandbox:
         self.stop()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / PORT_FILE).unlink()
         if self.socket_path.parent != self.dir:
             shutil.rmtree(self.socket_path.parent, ignore_errors=True)
         if self._own_dir:

@@ -46,7 +46,7 @@ class FileValue:
 
 @dataclass
 class CardRead:
-    """One card read (DESIGN.md §4): the contract of `badged card read --json`."""
+    """One card read (docs/contracts.md, CardRead): the contract of `badged card read --json`."""
 
     reader: str
     atr: str

@@ -69,6 +69,9 @@ class ReaderService:
         self._present: dict[str, Binding | None] = {}
         self._rebind = threading.Event()
         self._reported: set[str] = set()  # rule names whose state the handler was given
+        # Set once the first look at pcscd is handled (pcscd up or down, readers, cards
+        # present): the daemon's READY and first STATUS= tell the truth from then on.
+        self.first_poll = threading.Event()
 
     def start(self) -> None:
         self._reported = {rule.name for rule in self.rules}
@@ -97,6 +100,15 @@ class ReaderService:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
+    def present(self, role: ReaderRole) -> list[str]:
+        """The PC/SC names of the readers present now with `role`."""
+        return sorted(reader for reader, binding in list(self._present.items())
+                      if binding is not None and binding.role is role)
+
     def bind(self, reader: str) -> Binding | None:
         """The first rule naming this reader, if any."""
         for rule in self.rules:
@@ -113,8 +125,10 @@ class ReaderService:
                     self._apply_rules()
                 for event in self._watcher.poll(self.tick):
                     self._handle(event)
+                self.first_poll.set()
             except Exception:  # never let the reader thread die: log and go on
                 log.exception("reader thread: unexpected error, continuing")
+                self.first_poll.set()
                 self._stopping.wait(self.tick)
 
     def _apply_rules(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .pcsc import CardTimeout, PcscError, held_card, wait_for_card
+from .pcsc import CardTimeout, PcscError, ReaderNotFound, held_card, wait_for_card
 from .profile import CardRead, CardReadError, ProfileReader
 
 
@@ -16,7 +16,8 @@ def read_one(reader: ProfileReader, pattern: str | None, timeout: float | None) 
     try:
         name = wait_for_card(pattern, timeout)
     except PcscError as exc:
-        if exc.reader is None and pattern is not None and not isinstance(exc, CardTimeout):
+        if exc.reader is None and pattern is not None and not isinstance(
+                exc, CardTimeout | ReaderNotFound):
             raise type(exc)(exc.reason, reader=pattern, code=exc.code) from exc
         raise
     try:

@@ -4,7 +4,7 @@ No sockets here: a connector (vpcd) feeds :meth:`SimulatedDesfire.process`. The
 card keeps real state (selected application, authenticated key, running IV,
 pending AF frames) and reuses the library's secure messaging in card mode, so what
 the reader library accepts is what a real EV1 sends. The content comes from a
-YAML card file (DESIGN.md §3.2), validated with every problem reported as
+YAML card file (docs/contracts.md), validated with every problem reported as
 ``FILE:LINE:COL: path.to.field: message``.
 """
 
@@ -122,7 +122,7 @@ class CardFileError(Exception):
 
 
 def load_card_file(path: str | os.PathLike[str]) -> CardSpec:
-    """Read and validate a simulator card file (DESIGN.md §3.2)."""
+    """Read and validate a simulator card file (docs/contracts.md)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")

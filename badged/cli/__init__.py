@@ -2,44 +2,54 @@
 
 One module per command group (borgmatic style); this one holds the shared plumbing.
 
-Exit codes (DESIGN.md §4): 0 ok, 1 user or input error, 2 usage, 3 partial, 4 daemon
+Exit codes (docs/contracts.md, CLI): 0 ok, 1 user or input error, 2 usage, 3 partial, 4 daemon
 unreachable. A user error is one clear message on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from .. import __version__
-from ..cards.desfire.errors import DesfireError
-from ..cards.pcsc import PcscError
-from ..cards.profile import CardReadError
-from ..config.errors import ConfigError, SecretError
+from ..config.errors import ConfigError
 from ..config.host import Host, host_config_path, load_host
-from ..crous.exchanges import ExchangeError
-from ..crous.imports import RowsOutcome
-from ..crous.mail import DeliveryError
-from ..daemon.control import ControlError, ControlSocketError, DaemonUnreachable
-from ..daemon.metrics import MetricsBindError
-from ..lifecycle import LifecycleError
-from ..store.db import StoreError
-from ..textfile import TextFileError
+from ..daemon.control import DaemonUnreachable
+
+if TYPE_CHECKING:
+    from ..crous.imports import RowsOutcome
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Errors that are the user's or the environment's to fix: one line, exit 1, no traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (
-    SecretError, StoreError, PcscError, CardReadError, DesfireError, MetricsBindError,
-    ControlSocketError, ControlError, TextFileError, LifecycleError, ExchangeError,
-    DeliveryError,
-)
+
+
+@functools.cache
+def user_error_types() -> tuple[type[Exception], ...]:
+    """Errors that are the user's or the environment's to fix: one line, exit 1, no
+    traceback. Imported when an error is raised, not at start-up: `badged run` must not load
+    the exchange and mail code (see `_COMMANDS`)."""
+    from ..cards.desfire.errors import DesfireError
+    from ..cards.pcsc import PcscError
+    from ..cards.profile import CardReadError
+    from ..config.errors import SecretError
+    from ..crous.exchanges import ExchangeError
+    from ..crous.mail import DeliveryError
+    from ..daemon.control import ControlError, ControlSocketError
+    from ..daemon.metrics import MetricsBindError
+    from ..lifecycle import LifecycleError
+    from ..store.db import StoreError
+    from ..textfile import TextFileError
+
+    return (SecretError, StoreError, PcscError, CardReadError, DesfireError, MetricsBindError,
+            ControlSocketError, ControlError, TextFileError, LifecycleError, ExchangeError,
+            DeliveryError)
 
 
 def progress_printer(file: object, wanted: bool) -> Callable[[int], None] | None:
@@ -75,7 +85,7 @@ def user_errors(func: F) -> F:
             fail(_summary(exc), EXIT_USER)
         except DaemonUnreachable as exc:
             fail(f"error: {exc}", EXIT_UNREACHABLE)
-        except USER_ERRORS as exc:
+        except user_error_types() as exc:
             fail(f"error: {exc}")
 
     return wrapper  # type: ignore[return-value]
@@ -120,7 +130,35 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Command (or group) name → the module of this package that defines it. A command's module
+# is imported when that command runs (or for --help): `badged run` then loads the daemon,
+# not the exchange, import or simulator code of the other commands.
+_COMMANDS = {
+    "card": "card", "reader": "card", "config": "config", "crous": "crous", "doctor": "doctor",
+    "enrol": "enrol",
+    "exchange": "exchange", "person": "person", "population": "population", "run": "run",
+    "status": "status", "stock": "stock", "report": "stock",
+}
+
+
+class _LazyGroup(click.Group):
+    """The top-level group, loading each command's module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for name in _COMMANDS:
+            self._load(name)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._load(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def _load(self, name: str) -> None:
+        if name not in self.commands and name in _COMMANDS:
+            importlib.import_module(f"{__name__}.{_COMMANDS[name]}")
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="badged")
 @click.option("--host-config", metavar="FILE", envvar=None,
               help="Host file (default: $BADGED_HOST_CONFIG, else /etc/badged/badged.yaml).")
@@ -128,22 +166,3 @@ pass_ctx = click.make_pass_decorator(Context)
 def main(ctx: click.Context, host_config: str | None) -> None:
     """badged: badge cards of a school, linked to their holders and to the CROUS."""
     ctx.obj = Context(host_config)
-
-
-def _register() -> None:
-    """Attach the command groups (imported here: they import this module's plumbing)."""
-    from . import (  # noqa: F401
-        card,
-        config,
-        crous,
-        enrol,
-        exchange,
-        person,
-        population,
-        run,
-        status,
-        stock,
-    )
-
-
-_register()

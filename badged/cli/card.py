@@ -10,8 +10,10 @@ from pathlib import Path
 import click
 
 from ..cards.pcsc import CardConnection, PcscError, list_readers, match_readers
+from ..cards.pcscd_sandbox import PORT_FILE
 from ..cards.profile import CardRead, CardReadError, ProfileReader
 from ..cards.reading import read_one
+from ..cards.vpcd import VPCD_PORT
 from ..config.errors import ConfigError
 from ..config.tree import load_card_profile
 from ..crous.cancel import cancel_reason
@@ -38,7 +40,16 @@ def card() -> None:
 @user_errors
 def card_read(ctx: Context, reader: str | None, profile: str | None, timeout: float,
               as_json: bool) -> None:
-    """Wait for a card, read it with a card profile and print what it holds."""
+    """Wait for a card, read it with a card profile and print what it holds.
+
+    A reader pattern matching no reader fails at once, listing the readers present.
+
+    \b
+    Examples:
+      badged card read
+      badged card read --reader 'ACS ACR1252 * PICC 0' --json
+      badged card read --profile demo/profiles/diversified.yaml --timeout 10
+    """
     if profile is None:
         site = ctx.host.load_site()
         loaded, base = site.card_profile, site.tree
@@ -76,11 +87,22 @@ def _text(r: CardRead) -> str:
 @click.option("--card", "card_file", required=True, metavar="FILE",
               type=click.Path(dir_okay=False, path_type=Path),
               help="Card file (YAML: uid, applications, keys, files).")
-@click.option("--vpcd-port", type=int, default=35963, show_default=True, metavar="N",
-              help="vpcd's TCP port (slot 0; N+1 is slot 1).")
+@click.option("--vpcd-port", type=int, metavar="N",
+              help="vpcd's TCP port of slot 0 (default: the demo's pcscd of the host file's "
+                   f"state folder if it runs, else vpcd's default {VPCD_PORT}).")
+@click.option("--slot", type=click.IntRange(0, 1), default=0, show_default=True,
+              help="Reader slot: 0 ('… 00 00', the demo's enrolment desk) or 1 ('… 00 01').")
 @click.option("--vpcd-host", default="127.0.0.1", show_default=True, metavar="HOST")
-def card_simulate(card_file: Path, vpcd_port: int, vpcd_host: str) -> None:
-    """Serve a simulated DESFire EV1 card on vpcd until interrupted."""
+@pass_ctx
+def card_simulate(ctx: Context, card_file: Path, vpcd_port: int | None, slot: int,
+                  vpcd_host: str) -> None:
+    """Serve a simulated DESFire EV1 card on vpcd until interrupted.
+
+    \b
+    Examples (with the demo running, scripts/demo.sh):
+      BADGED_HOST_CONFIG=demo/badged.yaml badged card simulate --card demo/cards/student-card.yaml
+      badged card simulate --card my-card.yaml --vpcd-port 35963 --slot 1
+    """
     from ..cards.simulator import CardFileError, SimulatedDesfire
     from ..cards.vpcd import VpcdCard
 
@@ -90,9 +112,33 @@ def card_simulate(card_file: Path, vpcd_port: int, vpcd_host: str) -> None:
         fail(str(exc))
     except OSError as exc:
         fail(f"error: {card_file}: {exc.strerror}")
-    click.echo(f"card {card_file.name} on vpcd {vpcd_host}:{vpcd_port}", err=True)
+    port, source = _vpcd_port(ctx, vpcd_port)
+    card = VpcdCard(engine, host=vpcd_host, port=port + slot)
+    try:
+        card.insert(timeout=2.0)
+    except ConnectionError:
+        fail(f"error: no vpcd listening on {vpcd_host}:{port + slot} ({source}, slot {slot}): "
+             "start the demo (scripts/demo.sh), or pcscd with vsmartcard-vpcd, or give "
+             "--vpcd-port")
+    click.echo(f"card {card_file.name} on vpcd {vpcd_host}:{port + slot}", err=True)
     with contextlib.suppress(KeyboardInterrupt):
-        VpcdCard(engine, host=vpcd_host, port=vpcd_port).serve_forever()
+        card.serve_forever()
+
+
+def _vpcd_port(ctx: Context, given: int | None) -> tuple[int, str]:
+    """The port to use and where it comes from."""
+    if given is not None:
+        return given, "--vpcd-port"
+    try:
+        port_file = ctx.host.state_dir / "pcscd" / PORT_FILE
+    except ConfigError:
+        port_file = None
+    if port_file is not None and port_file.is_file():
+        try:
+            return int(port_file.read_text().strip()), f"the demo's pcscd, {port_file}"
+        except ValueError:
+            pass
+    return VPCD_PORT, "vpcd's default port"
 
 
 @main.group()
@@ -105,7 +151,12 @@ def reader() -> None:
 @pass_ctx
 @user_errors
 def reader_list(ctx: Context, as_json: bool) -> None:
-    """List the readers pcscd sees, with their role in this school and their card."""
+    """List the readers pcscd sees, with their role in this school and their card.
+
+    \b
+    Example:
+      badged reader list          # the exact names to write in the school's readers:
+    """
     try:
         names = list_readers()
     except PcscError as exc:
@@ -152,6 +203,11 @@ def card_set_state(ctx: Context, csn: str, state: str, reason: str | None) -> No
     """Change a card's state (lost, stolen, broken, expired, destroyed, or active again).
 
     The change is recorded (who, when, why) and queued for the CROUS.
+
+    \b
+    Examples:
+      badged card set-state 04112233445566 lost --reason "reported at the desk"
+      badged card set-state 04112233445566 active --reason "found again"
     """
     conn = open_store(ctx.host.state_dir)
     updated = change_state(conn, csn, state, reason)
@@ -167,7 +223,13 @@ def card_set_state(ctx: Context, csn: str, state: str, reason: str | None) -> No
 @pass_ctx
 @user_errors
 def card_show(ctx: Context, csn: str | None, person_id: str | None, as_json: bool) -> None:
-    """Show a card (or a person's cards): holder, CROUS number, state and its history."""
+    """Show a card (or a person's cards): holder, CROUS number, state and its history.
+
+    \b
+    Examples:
+      badged card show 04112233445566
+      badged card show --person 22500101 --json
+    """
     if (csn is None) == (person_id is None):
         raise click.UsageError("give a CSN or --person ID")
     conn = open_store(ctx.host.state_dir)

@@ -35,7 +35,14 @@ from . import EXIT_PARTIAL, Context, bypass_only_if_down, fail, main, pass_ctx, 
 def enrol_command(ctx: Context, person_id: str | None, reader: str | None, timeout: float,
                   csv_file: Path | None, strict: bool, as_json: bool) -> None:
     """Link the next card tapped on an enrolment reader to a person, through the daemon
-    (or reading the reader directly when no daemon runs); or link a batch with --csv."""
+    (or reading the reader directly when no daemon runs); or link a batch with --csv.
+
+    \b
+    Examples:
+      badged enrol --person 22500101
+      badged enrol --person D0042 --reader 'ACS ACR1252 * PICC 0' --timeout 120
+      badged enrol --csv links.csv          # lines 'person_id;csn'
+    """
     if (person_id is None) == (csv_file is None):
         raise click.UsageError("give either --person ID or --csv FILE")
     if csv_file is not None:

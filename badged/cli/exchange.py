@@ -13,8 +13,9 @@ import click
 from ..config.model import ExchangeKind
 from ..crous import exchanges
 from ..crous.deadlines import show_day
-from ..crous.mail import list_batches
+from ..crous.mail import DeliveryError, OutboxError, list_batches, resends
 from ..daemon.control import ControlClient, DaemonUnreachable, RequestError, socket_path
+from ..lifecycle import actor
 from ..store.db import open_store
 from . import EXIT_PARTIAL, Context, bypass_only_if_down, fail, main, pass_ctx, user_errors
 
@@ -28,16 +29,28 @@ def exchange() -> None:
 
 @exchange.command("plan")
 @click.argument("kind", type=KINDS, required=False)
+@click.option("--summary", is_flag=True,
+              help="Counts per kind and reason instead of one line per person.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 @user_errors
-def exchange_plan(ctx: Context, kind: str | None, as_json: bool) -> None:
-    """What would be sent now, to whom and why (a dry run: nothing is written)."""
+def exchange_plan(ctx: Context, kind: str | None, summary: bool, as_json: bool) -> None:
+    """What would be sent now, to whom and why (a dry run: nothing is written).
+
+    \b
+    Examples:
+      badged exchange plan --summary
+      badged exchange plan reinscriptions
+      badged exchange plan departs --json | jq '.[0].lines[].reason'
+    """
     site = ctx.host.load_site()
     conn = open_store(ctx.host.state_dir)
     now = datetime.now(UTC)
     kinds = [ExchangeKind(kind)] if kind else [ex.kind for ex in site.school.exchanges]
     plans = [exchanges.plan(conn, site, k, now) for k in kinds]
+    if summary:
+        _summary(plans, as_json)
+        return
     if as_json:
         click.echo(json.dumps([p.to_json() for p in plans], indent=2, ensure_ascii=False))
         return
@@ -56,6 +69,18 @@ def exchange_plan(ctx: Context, kind: str | None, as_json: bool) -> None:
             click.echo(f"  note: {note}")
 
 
+def _summary(plans: list[exchanges.Plan], as_json: bool) -> None:
+    rows = [{"kind": p.kind.value, "count": len(p.changes.lines),
+             "unchanged": p.changes.unchanged, "reasons": p.reason_counts()} for p in plans]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        click.echo(f"{row['kind']}: {row['count']} to send, {row['unchanged']} unchanged")
+        for reason, count in row["reasons"].items():
+            click.echo(f"  {count:>6}  {reason}")
+
+
 @exchange.command("run")
 @click.argument("kind", type=KINDS)
 @click.option("--timeout", type=float, default=300.0, show_default=True, metavar="S",
@@ -68,7 +93,13 @@ def exchange_run(ctx: Context, kind: str, timeout: float, as_json: bool) -> None
 
     Exit 0 when nothing is left undelivered, 3 when a batch is still waiting in the outbox
     (failed now, in its backoff, or another process is delivering), 4 when the daemon runs
-    but did not answer (nothing is built or sent from here then)."""
+    but did not answer (nothing is built or sent from here then).
+
+    \b
+    Examples:
+      badged exchange run reinscriptions
+      badged exchange run departs --json
+    """
     try:
         answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
             "exchange-run", kind=kind, timeout=timeout)
@@ -115,17 +146,108 @@ def _print_run(kind: str, result: dict[str, Any]) -> None:
                    "retried (exit 3)", err=True)
 
 
+@exchange.command("retry")
+@click.argument("batch", type=int, required=False)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@user_errors
+def exchange_retry(ctx: Context, batch: int | None, as_json: bool) -> None:
+    """Deliver the pending batches now (or only BATCH), ignoring their backoff.
+
+    After the relay, its certificate or the password was fixed: no need to wait up to 3 h
+    for the next attempt. Through the daemon when it runs. Exit 1 if one still fails.
+
+    \b
+    Examples:
+      badged exchange retry
+      badged exchange retry 42
+    """
+    try:
+        answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
+            "exchange-retry", timeout=300, **({"batch": batch} if batch is not None else {}))
+        result = answer["result"]
+    except DaemonUnreachable as exc:
+        bypass_only_if_down(ctx, exc, "not delivering from here: the daemon does it; see "
+                            "`badged exchange list`")
+        click.echo("badged is not running: delivering from here", err=True)
+        site = ctx.host.load_site()
+        conn = open_store(ctx.host.state_dir)
+        try:
+            ids, report = exchanges.retry(conn, ctx.host, site, datetime.now(UTC), batch)
+        except OutboxError as exc:
+            fail(f"error: {exc}")
+        result = exchanges.retry_json(ids, report)
+    except RequestError as exc:
+        fail(f"error: {exc.error}")
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(f"retried {len(result['retried'])} batch(es): {result['sent']} sent, "
+                   f"{result['failed']} failed, {result['pending']} pending")
+        for error in result["errors"]:
+            click.echo(f"  delivery error: {error}", err=True)
+    if result["failed"]:
+        fail("some batches are still not delivered: badged exchange list shows why")
+
+
+@exchange.command("resend")
+@click.argument("batch", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@user_errors
+def exchange_resend(ctx: Context, batch: int, as_json: bool) -> None:
+    """Send an archived (sent) batch again, with the same Message-ID; recorded.
+
+    For a file the CROUS lost or asks for again. The resend (who, when, outcome) goes to
+    the store's events and shows in `badged exchange list`.
+
+    \b
+    Example:
+      badged exchange resend 42
+    """
+    try:
+        answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
+            "exchange-resend", batch=batch, actor=actor(), timeout=300)
+        result = answer["result"]
+    except DaemonUnreachable as exc:
+        bypass_only_if_down(ctx, exc, "not sending from here (it may be sending it now): "
+                            "see `badged exchange list` before trying again")
+        click.echo("badged is not running: sending from here", err=True)
+        site = ctx.host.load_site()
+        conn = open_store(ctx.host.state_dir)
+        try:
+            message_id = exchanges.send_again(conn, ctx.host, site, batch, datetime.now(UTC),
+                                              actor())
+        except (OutboxError, DeliveryError) as exc:
+            fail(f"error: {exc}")
+        result = {"batch": batch, "message_id": message_id}
+    except RequestError as exc:
+        fail(f"error: {exc.error}")
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(f"batch {batch} sent again, {result['message_id']}")
+
+
 @exchange.command("list")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 @user_errors
 def exchange_list(ctx: Context, limit: int, as_json: bool) -> None:
-    """History of the batches: checksums and delivery state."""
+    """History of the batches: checksums, delivery state, last error, resends.
+
+    \b
+    Examples:
+      badged exchange list --limit 10
+      badged exchange list --json | jq '.[] | select(.state == "pending")'
+    """
     conn = open_store(ctx.host.state_dir)
     batches = list_batches(conn, limit)
+    again = resends(conn)
     if as_json:
-        click.echo(json.dumps([asdict(b) for b in batches], indent=2, ensure_ascii=False))
+        click.echo(json.dumps([{**asdict(b), "resends": again.get(b.id, [])} for b in batches],
+                              indent=2, ensure_ascii=False))
         return
     for b in batches:
         state = f"sent {b.sent_at}" if b.state == "sent" else (
@@ -137,3 +259,5 @@ def exchange_list(ctx: Context, limit: int, as_json: bool) -> None:
             click.echo(f"  {f.name} {f.size} bytes sha256 {f.sha256}")
         if b.last_error and b.state != "sent":
             click.echo(f"  last error: {b.last_error}")
+        for r in again.get(b.id, []):
+            click.echo(f"  resent {r['at']} by {r['actor']}: {r['outcome']}")

@@ -32,12 +32,19 @@ def import_command(ctx: Context, file: Path, source_name: str, strict: bool,
                    progress: bool) -> None:
     """Import a registry export of population source NAME into this host's store.
 
+    \b
+    Examples:
+      badged population import /srv/exports/etudiants.csv --source students
+      badged population import rh-personnels.csv --source staff --strict
+
     People are matched by institutional id; only the columns the source maps are written.
     After a full export (full_export: true), people of the source absent from the file are
     marked as leaving (effective for the CROUS after the source's leaving_grace_days); people
     present again are no longer leaving. Bad rows are reported on stderr as FILE:LINE: reason,
     the summary goes to stdout. Exit 0 when every row is in, 3 when some were rejected, 1 when
-    nothing was imported (a whole-file problem, or --strict with any bad row).
+    nothing was imported (a whole-file problem, or --strict with any bad row). Staff whose
+    status matches no tariff rule get the default rate: each is warned about (id and
+    status code) and the summary counts them, so a mistyped status code shows.
     """
     site = ctx.host.load_site()
     try:
@@ -49,7 +56,7 @@ def import_command(ctx: Context, file: Path, source_name: str, strict: bool,
         try:
             report = import_population(
                 conn, file, source_name, source, strict=strict, today=date.today(),
-                progress=progress_printer(file, progress))
+                progress=progress_printer(file, progress), tariffs=site.tariffs)
         except TextFileError as exc:
             fail(str(exc))
         except PopulationError as exc:

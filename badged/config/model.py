@@ -111,13 +111,18 @@ DEFAULT_METRICS_LISTEN = "127.0.0.1:8790"
 class FileSecret(Model):
     """A secret in a file (hex key, password): the file must be 0600 or stricter."""
 
-    file: Annotated[str, StringConstraints(min_length=1)]
+    file: Annotated[str, StringConstraints(min_length=1)] = Field(description=(
+        "Path of a file holding the secret (hex key or password), mode 0600 or stricter; relative"
+        " paths are from the tree's root (the host file's folder for the host file)."))
 
 
 class CredentialSecret(Model):
     """A systemd credential: `$CREDENTIALS_DIRECTORY/<credential>`."""
 
-    credential: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]+$")]
+    credential: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]+$")] = Field(
+        description=(
+            "Name of a systemd credential (LoadCredential=): the secret is read from "
+            "$CREDENTIALS_DIRECTORY/<name>."))
 
 
 def _ref_kind(value: Any) -> str | None:
@@ -151,20 +156,26 @@ class Technology(StrEnum):
 class Visual(Model):
     """The card visual: a COMUE contract may impose its own."""
 
-    imposed: bool = False
-    template: str | None = None
+    imposed: bool = Field(False, description=(
+        "Whether the COMUE contract imposes its own card visual."))
+    template: str | None = Field(None, description=(
+        "The visual's template (a file or reference the card printer knows)."))
 
 
 class Comue(Model):
     """A COMUE's card purchasing contract."""
 
-    name: Name
-    supplier: Name
-    technology: Technology = Technology.DESFIRE_EV1
-    unit_price_eur: Euros
-    direct_price_eur: Euros | None = None
-    visual: Visual = Visual()
-    card_profile: Id | None = None
+    name: Name = Field(description="The COMUE's name.")
+    supplier: Name = Field(description="The card supplier of the purchasing contract.")
+    technology: Technology = Field(Technology.DESFIRE_EV1, description=(
+        "Card technology bought under the contract."))
+    unit_price_eur: Euros = Field(description=(
+        "Price of one card under the contract, in euros (e.g. 0.30)."))
+    direct_price_eur: Euros | None = Field(None, description=(
+        "What one card would cost bought directly, in euros (for `badged report costs`)."))
+    visual: Visual = Field(Visual(), description="The card visual, imposed or not.")
+    card_profile: Id | None = Field(None, description=(
+        "Default card profile (an id of card-profiles/) for the COMUE's schools."))
 
 
 # --- CROUS ---------------------------------------------------------------------------------
@@ -179,25 +190,35 @@ class ExchangeKind(StrEnum):
 class CrousApi(Model):
     """API CROUS access; the client secret is a reference."""
 
-    base_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
-    token_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
-    client_id: Name
-    client_secret: SecretRef
-    crous_number: str | None = None
+    base_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")] = Field(description=(
+        "Base URL of the API CROUS."))
+    token_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")] = Field(description=(
+        "OAuth2 token URL of the API CROUS."))
+    client_id: Name = Field(description="OAuth2 client id given by the CROUS.")
+    client_secret: SecretRef = Field(description=(
+        "OAuth2 client secret: a reference ({file: …} or {credential: …}), never a value."))
+    crous_number: str | None = Field(None, description=(
+        "The school's number at the CROUS, if the API needs it."))
 
 
 class Crous(Model):
     """A CROUS: mailboxes, API, deadlines and the file layout it expects."""
 
-    name: Name
-    mailboxes: dict[Id, Email] = Field(min_length=1)
-    api: CrousApi | None = None
-    deadlines: dict[ExchangeKind, MonthDay] = {}
-    layout: Id = "crous-default"
-    departs_include_students: bool = False
+    name: Name = Field(description="The CROUS's name.")
+    mailboxes: dict[Id, Email] = Field(min_length=1, description=(
+        "Mailboxes by name (e.g. monetique, restauration) → e-mail address; exchanges name their "
+        "recipients from these."))
+    api: CrousApi | None = Field(None, description="API CROUS access, if this CROUS offers it.")
+    deadlines: dict[ExchangeKind, MonthDay] = Field({}, description=(
+        "CROUS deadlines per exchange kind as MM-DD in the academic year (e.g. reinscriptions: "
+        "'10-30')."))
+    layout: Id = Field("crous-default", description=(
+        "The CROUS file layout (an id of layouts/) its exchanges use by default."))
+    departs_include_students: bool = Field(False, description=(
+        "Whether students whose rights ended go in the départs file too."))
 
 
-# --- card profiles (DESIGN.md §3.1) --------------------------------------------------------
+# --- card profiles (docs/contracts.md) -----------------------------------------------------
 
 class KeyType(StrEnum):
     AES = "aes"
@@ -249,23 +270,27 @@ DiversifyPart = Annotated[
 class Diversification(Model):
     """AN10922 AES-128 diversification of a master key (prefix 0x01 and padding implied)."""
 
-    master: SecretRef
-    input: list[DiversifyPart] = Field(min_length=1)
+    master: SecretRef = Field(description=(
+        "The master key: a reference ({file: …} or {credential: …})."))
+    input: list[DiversifyPart] = Field(min_length=1, description=(
+        "Diversification input parts, in order: uid, aid (LSB first), aid_msb, or a hex literal "
+        "(e.g. the system identifier)."))
 
 
 class DiversifiedKey(Model):
-    diversify: Diversification
+    diversify: Diversification = Field(description=(
+        "AN10922 AES-128 diversification of a master key."))
 
 
 class SamRef(Model):
     """A key held by a SAM (e.g. the CROUS's USB SAM): not readable yet, declared only."""
 
-    reader: str
-    key_no: Annotated[int, Field(ge=0, le=255)]
+    reader: str = Field(description="The reader rule name (role sam) of the SAM holding the key.")
+    key_no: Annotated[int, Field(ge=0, le=255)] = Field(description="Key number in the SAM.")
 
 
 class SamKey(Model):
-    sam: SamRef
+    sam: SamRef = Field(description="The SAM and key number holding this key.")
 
 
 KeyRef = Annotated[
@@ -284,13 +309,18 @@ KeyNo = Annotated[int, Field(ge=0, le=13)]
 class ProfileFile(Model):
     """One file to read in an application, and what its content means."""
 
-    id: Annotated[int, Field(ge=0, le=31)]
-    comm: CommMode
-    read_key: KeyNo | Literal["free"]
-    offset: Annotated[int, Field(ge=0, lt=1 << 24)] = 0
-    length: Annotated[int, Field(ge=0, lt=1 << 24)] = 0
-    meaning: Meaning = Meaning.RAW
-    decode: Decode | None = None
+    id: Annotated[int, Field(ge=0, le=31)] = Field(description=(
+        "File number in the application (0-31)."))
+    comm: CommMode = Field(description="Communication mode of the file: plain, mac or enciphered.")
+    read_key: KeyNo | Literal["free"] = Field(description=(
+        "Key number that reads the file, or free."))
+    offset: Annotated[int, Field(ge=0, lt=1 << 24)] = Field(0, description="First byte to read.")
+    length: Annotated[int, Field(ge=0, lt=1 << 24)] = Field(0, description=(
+        "Bytes to read; 0 reads the whole file."))
+    meaning: Meaning = Field(Meaning.RAW, description=(
+        "What the content is: crous_number, escn or raw (named in the CardRead)."))
+    decode: Decode | None = Field(None, description=(
+        "How to decode the bytes: ascii, bcd, hex or uuid (default from the meaning)."))
 
     @property
     def effective_decode(self) -> Decode:
@@ -298,11 +328,17 @@ class ProfileFile(Model):
 
 
 class ProfileApplication(Model):
-    aid: Aid
-    key_type: KeyType = KeyType.AES
-    keys: dict[KeyNo, KeyRef] = {}
-    auth: AuthMode | None = None
-    files: list[ProfileFile] = Field(min_length=1)
+    aid: Aid = Field(description=(
+        "Application id: 3 bytes as 6 hex digits, MSB first as people write it."))
+    key_type: KeyType = Field(KeyType.AES, description=(
+        "Key type of the application: aes, 3k3des, 2k3des or des."))
+    keys: dict[KeyNo, KeyRef] = Field({}, description=(
+        "Key number → key reference ({file: …}, {credential: …}, {diversify: …} or {sam: …}); "
+        "never a literal value."))
+    auth: AuthMode | None = Field(None, description=(
+        "Authentication command: aes (AA), iso (1A) or legacy (0A); default from key_type."))
+    files: list[ProfileFile] = Field(min_length=1, description=(
+        "The files to read in this application."))
 
     @property
     def effective_auth(self) -> AuthMode:
@@ -321,9 +357,11 @@ class ProfilePicc(Model):
     """The card-level (PICC) master key, for a profile that reveals the real UID of a
     random-UID card with it alone (`card_uid_auth: {aid: "000000", key_no: 0}`)."""
 
-    key_type: KeyType = KeyType.AES
-    keys: dict[KeyNo, KeyRef] = Field(min_length=1)
-    auth: AuthMode | None = None
+    key_type: KeyType = Field(KeyType.AES, description="Type of the PICC master key.")
+    keys: dict[KeyNo, KeyRef] = Field(min_length=1, description=(
+        "Key 0, the PICC master key, by reference (file, credential, diversify)."))
+    auth: AuthMode | None = Field(None, description=(
+        "Authentication command: aes | iso | legacy; default from key_type."))
 
     @property
     def effective_auth(self) -> AuthMode:
@@ -334,23 +372,30 @@ class CardUidAuth(Model):
     """Which key opens GetCardUID: one of an application's, or with `aid: "000000"` the
     PICC master key of the profile's `picc:` (an application-less step)."""
 
-    aid: Aid
-    key_no: KeyNo
+    aid: Aid = Field(description=(
+        'Application whose key opens GetCardUID; "000000": the PICC master key (picc).'))
+    key_no: KeyNo = Field(description="Key number that opens GetCardUID.")
 
 
 class CsnSpec(Model):
-    source: CsnSource = CsnSource.UID
-    card_uid_auth: CardUidAuth | None = None
+    source: CsnSource = Field(CsnSource.UID, description=(
+        "Where the CSN comes from: uid (FF CA 00 00 00) or card_uid (GetCardUID after "
+        "authentication, for random-UID cards)."))
+    card_uid_auth: CardUidAuth | None = Field(None, description=(
+        "With source card_uid: which application key opens GetCardUID."))
 
 
 class CardProfile(Model):
     """What is on a card and how to read it."""
 
-    technology: Technology = Technology.DESFIRE_EV1
-    csn: CsnSpec = CsnSpec()
-    read_version: bool = False
-    picc: ProfilePicc | None = None
-    applications: list[ProfileApplication] = []
+    technology: Technology = Field(Technology.DESFIRE_EV1, description="Card technology.")
+    csn: CsnSpec = Field(CsnSpec(), description="How to read the card's serial number.")
+    read_version: bool = Field(False, description=(
+        "Whether to read GetVersion (3 more APDUs per read)."))
+    picc: ProfilePicc | None = Field(None, description=(
+        "The PICC master key, to read the real UID of a random-UID card with it alone."))
+    applications: list[ProfileApplication] = Field([], description=(
+        "The applications to read, in order."))
 
 
 # --- layouts -------------------------------------------------------------------------------
@@ -376,44 +421,60 @@ class LayoutField(StrEnum):
 
 
 class Column(Model):
-    header: Name
-    field: LayoutField
-    format: DateFormat | None = None  # dates only; else the layout's date_format
+    header: Name = Field(description="Column header in the file.")
+    field: LayoutField = Field(description="What the column holds.")
+    format: DateFormat | None = Field(None, description=(
+        "strftime format of a date column (default: the layout's date_format)."))
 
 
 class Layout(Model):
     """How one CROUS wants a file: columns, separator, encoding, line ending, file name."""
 
-    columns: list[Column] = Field(min_length=1)
-    separator: Annotated[str, StringConstraints(min_length=1, max_length=1)] = ";"
-    encoding: Encoding = "utf-8"
-    line_ending: Literal["crlf", "lf"] = "crlf"
-    date_format: DateFormat = "%d/%m/%Y"
-    header: bool = True
-    file_name: Name = "{school}-{kind}-{date:%Y%m%d}.csv"
+    columns: list[Column] = Field(min_length=1, description="The file's columns, in order.")
+    separator: Annotated[str, StringConstraints(min_length=1, max_length=1)] = Field(
+        ";", description=(
+            "Field separator (one character)."))
+    encoding: Encoding = Field("utf-8", description=(
+        "Character encoding of the file (e.g. utf-8, cp1252)."))
+    line_ending: Literal["crlf", "lf"] = Field("crlf", description="Line ending: crlf or lf.")
+    date_format: DateFormat = Field("%d/%m/%Y", description=(
+        "strftime format of dates (e.g. %d/%m/%Y)."))
+    header: bool = Field(True, description="Whether the file starts with a header line.")
+    file_name: Name = Field("{school}-{kind}-{date:%Y%m%d}.csv", description=(
+        "File name pattern: {school}, {uai}, {crous}, {kind}, {date:%Y%m%d}."))
 
 
 # --- tariffs -------------------------------------------------------------------------------
 
 class Rate(Model):
-    id_company_rate: Annotated[int, Field(ge=0)]
-    id_rate: Annotated[int, Field(ge=0)]
+    id_company_rate: Annotated[int, Field(ge=0)] = Field(description=(
+        "idCompanyRate, the CROUS's \"code société\"."))
+    id_rate: Annotated[int, Field(ge=0)] = Field(description="idRate, the CROUS's \"code tarif\".")
 
 
 class TariffRule(Model):
     """Staff with one of `status` and an index in [index_min, index_max] get this rate."""
 
-    status: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+$")]] = Field(min_length=1)
-    index_min: Annotated[int, Field(ge=0)] = 0
-    index_max: Annotated[int, Field(ge=0)] | None = None
-    id_company_rate: Annotated[int, Field(ge=0)]
-    id_rate: Annotated[int, Field(ge=0)]
+    status: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+$")]] = Field(
+        min_length=1, description=(
+            "Staff status codes (lower case) this rule applies to."))
+    index_min: Annotated[int, Field(ge=0)] = Field(0, description="Lowest staff index of the rule.")
+    index_max: Annotated[int, Field(ge=0)] | None = Field(None, description=(
+        "Highest staff index of the rule (none: no upper bound)."))
+    id_company_rate: Annotated[int, Field(ge=0)] = Field(description=(
+        "idCompanyRate (\"code société\") of the people matched."))
+    id_rate: Annotated[int, Field(ge=0)] = Field(description=(
+        "idRate (\"code tarif\") of the people matched."))
 
 
 class Tariffs(Model):
-    students: Rate = Rate(id_company_rate=10, id_rate=1)
-    default: Rate = Rate(id_company_rate=78, id_rate=99)
-    rules: list[TariffRule] = []
+    students: Rate = Field(Rate(id_company_rate=10, id_rate=1), description=(
+        "Rate of students (10 / 1 at the CROUS)."))
+    default: Rate = Field(Rate(id_company_rate=78, id_rate=99), description=(
+        "Rate of staff matching no rule (78 / 99): each is warned about at import and counted in "
+        "badged_tariff_default_people."))
+    rules: list[TariffRule] = Field([], description=(
+        "Staff rules, first match wins: status and index range → rate."))
 
 
 # --- schools -------------------------------------------------------------------------------
@@ -427,8 +488,11 @@ class ReaderRole(StrEnum):
 class ReaderRule(Model):
     """Readers whose PC/SC name matches `name` (exact or glob) get `role`."""
 
-    name: Name
-    role: ReaderRole
+    name: Name = Field(description=(
+        "PC/SC reader name, exact or glob (badged reader list shows the names); also the label of"
+        " its metrics."))
+    role: ReaderRole = Field(description=(
+        "What a tap on it does: enrolment (the desk), lookup, or sam (the CROUS SAM's slot)."))
 
 
 class Category(StrEnum):
@@ -455,75 +519,105 @@ class PersonField(StrEnum):
 class PopulationSource(Model):
     """A registry export (students or staff): its CSV dialect and column mapping."""
 
-    category: Category
-    columns: dict[PersonField, Name] = Field(min_length=1)
-    encoding: Encoding = "utf-8"
-    separator: Annotated[str, StringConstraints(min_length=1, max_length=1)] = ";"
-    date_format: DateFormat = "%d/%m/%Y"
-    full_export: bool = True
-    leaving_grace_days: Annotated[int, Field(ge=0)] = 30
+    category: Category = Field(description="Who the export lists: student or staff.")
+    columns: dict[PersonField, Name] = Field(min_length=1, description=(
+        "Person field → column header of the export."))
+    encoding: Encoding = Field("utf-8", description="Character encoding of the export.")
+    separator: Annotated[str, StringConstraints(min_length=1, max_length=1)] = Field(
+        ";", description=(
+            "Field separator (one character)."))
+    date_format: DateFormat = Field("%d/%m/%Y", description=(
+        "strftime format of the export's dates."))
+    full_export: bool = Field(True, description=(
+        "Whether each export lists everyone: people absent from it are marked as leaving."))
+    leaving_grace_days: Annotated[int, Field(ge=0)] = Field(30, description=(
+        "Days a person absent from a full export stays before the CROUS hears of the départ."))
 
 
 class Exchange(Model):
-    kind: ExchangeKind
-    schedule: ScheduleText
-    transport: Literal["mail", "api"] = "mail"
-    recipients: list[Id] = []
-    layout: Id | None = None
+    kind: ExchangeKind = Field(description=(
+        "What the file tells the CROUS: reinscriptions, primo_entrants, personnels or departs."))
+    schedule: ScheduleText = Field(description=(
+        "When to run: 'every N minutes|hours|days|weeks', 'every day at HH:MM', 'every <weekday> "
+        "at HH:MM' or 'every hour at :MM'."))
+    transport: Literal["mail", "api"] = Field("mail", description=(
+        "How the file goes: mail (outbox) or api."))
+    recipients: list[Id] = Field([], description=(
+        "Mailbox names of the CROUS (keys of its mailboxes) the mail goes to."))
+    layout: Id | None = Field(None, description=(
+        "File layout (an id of layouts/); default: the CROUS's."))
 
 
 class CardStock(Model):
-    low_threshold: Annotated[int, Field(ge=0)] = 0
+    low_threshold: Annotated[int, Field(ge=0)] = Field(0, description=(
+        "Blank cards in stock below which the stock is low (alert BadgedCardStockLow)."))
 
 
 class Enrolment(Model):
-    allow_unknown_to_crous: bool = False
-    second_card: Literal["disable_older", "refuse"] = "disable_older"
+    allow_unknown_to_crous: bool = Field(False, description=(
+        "Whether a card unknown to the CROUS (no number on it, none in the CROUS CSV) may be "
+        "enrolled."))
+    second_card: Literal["disable_older", "refuse"] = Field("disable_older", description=(
+        "A person's second card: disable_older (the older one expires) or refuse."))
 
 
 class School(Model):
     """One school: one daemon, one COMUE contract, one CROUS."""
 
-    name: Name
-    uai: Annotated[str, StringConstraints(pattern=r"^\d{7}[A-Z]$")]
-    comue: Id
-    crous: Id
-    card_profile: Id | None = None
-    visual: Visual | None = None
-    tariffs: Id
-    mail_from: Email
-    readers: list[ReaderRule] = []
-    population: dict[Id, PopulationSource] = {}
-    exchanges: list[Exchange] = []
-    enrolment: Enrolment = Enrolment()
-    card_stock: CardStock = CardStock()
-    academic_year_start: MonthDay = "09-01"
-    metrics_listen: Listen = DEFAULT_METRICS_LISTEN
-    maildir: str | None = None
-    archive_retention_days: Annotated[int, Field(ge=1)] = 400
+    name: Name = Field(description="The school's name.")
+    uai: Annotated[str, StringConstraints(pattern=r"^\d{7}[A-Z]$")] = Field(description=(
+        "UAI/RNE of the school (7 digits and a letter)."))
+    comue: Id = Field(description="The COMUE (an id of comues/) whose contract supplies the cards.")
+    crous: Id = Field(description="The CROUS (an id of crous/) the school deals with.")
+    card_profile: Id | None = Field(None, description=(
+        "Card profile (an id of card-profiles/); default: the COMUE's."))
+    visual: Visual | None = Field(None, description=(
+        "Card visual, if the school has its own (and the COMUE imposes none)."))
+    tariffs: Id = Field(description="Tariff grid (an id of tariffs/).")
+    mail_from: Email = Field(description="Sender address of the mails to the CROUS.")
+    readers: list[ReaderRule] = Field([], description="Reader rules: PC/SC name or glob → role.")
+    population: dict[Id, PopulationSource] = Field({}, description=(
+        "Registry exports by source name (e.g. students, staff)."))
+    exchanges: list[Exchange] = Field([], description="Files for the CROUS and their schedules.")
+    enrolment: Enrolment = Field(Enrolment(), description="Enrolment policy.")
+    card_stock: CardStock = Field(CardStock(), description="Blank card stock settings.")
+    academic_year_start: MonthDay = Field("09-01", description=(
+        "First day of the academic year, MM-DD."))
+    metrics_listen: Listen = Field(DEFAULT_METRICS_LISTEN, description=(
+        "Prometheus metrics address HOST:PORT (the host file's metrics_listen wins)."))
+    maildir: str | None = Field(None, description=(
+        "A local maildir under the state folder instead of SMTP (demo only)."))
+    archive_retention_days: Annotated[int, Field(ge=1)] = Field(400, description=(
+        "Days a sent batch's archive is kept."))
 
 
-# --- the host file (DESIGN.md §3.3) --------------------------------------------------------
+# --- the host file (docs/contracts.md) -----------------------------------------------------
 
 class Smtp(Model):
-    host: Name
-    port: Annotated[int, Field(gt=0, lt=65536)] = 587
-    starttls: bool = True
-    ca_file: str | None = None
-    username: str | None = None
-    password: SecretRef | None = None
+    host: Name = Field(description="SMTP relay host name (a name its certificate carries).")
+    port: Annotated[int, Field(gt=0, lt=65536)] = Field(587, description="SMTP relay port.")
+    starttls: bool = Field(True, description=(
+        "STARTTLS with the certificate and host name verified."))
+    ca_file: str | None = Field(None, description=(
+        "Extra CA certificate (PEM) to verify the relay with, relative to the host file's folder."))
+    username: str | None = Field(None, description="Login (AUTH), if the relay asks for one.")
+    password: SecretRef | None = Field(None, description=(
+        "Password: a reference ({file: …} or {credential: smtp}), never a value."))
 
 
 class HostConfig(Model):
     """What this host runs: the tree, the school, where state and runtime files go."""
 
-    tree: Name
-    school: Id
-    state_dir: Name = "/var/lib/badged"
-    runtime_dir: Name = "/run/badged"
-    smtp: Smtp | None = None
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    metrics_listen: Listen | None = None
+    tree: Name = Field(description="The config tree (relative: from this file's folder).")
+    school: Id = Field(description="The school this host runs (an id of schools/).")
+    state_dir: Name = Field("/var/lib/badged", description="SQLite store, outbox and archives.")
+    runtime_dir: Name = Field("/run/badged", description="Control socket folder.")
+    smtp: Smtp | None = Field(None, description=(
+        "The SMTP relay (absent: the school's maildir, demo only)."))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description=(
+        "Log level of the daemon."))
+    metrics_listen: Listen | None = Field(None, description=(
+        "Prometheus metrics address HOST:PORT; overrides the school's."))
 
 
 KINDS: dict[str, type[Model]] = {

@@ -1,4 +1,4 @@
-"""The CROUS's reasons for cancelling a card (API CROUS `reason`, reference §4)."""
+"""The CROUS's reasons for cancelling a card (API CROUS `reason`, docs/crous.md)."""
 
 from __future__ import annotations
 

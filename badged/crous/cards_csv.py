@@ -1,4 +1,4 @@
-"""The CROUS card CSV (reference/crous.md §1): read it, check it, import it into the store.
+"""The CROUS card CSV (docs/crous.md): read it, check it, import it into the store.
 
 The CROUS sends pre-encoded cards as a `;`-separated file linking each chip serial number
 (NUM_PROTOCOLAIRE, the CSN) to its CROUS card number (NUM_CARTE). The import must never

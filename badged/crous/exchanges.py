@@ -8,6 +8,7 @@ outbox then delivers the batch. Mail bodies are in French: the CROUS's staff rea
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
@@ -20,11 +21,14 @@ from ..config.tree import Site
 from ..store import exchanges as store
 from ..store.outbox import iso
 from . import changes, layouts
+from .archives import archive_folder
 from .deadlines import academic_year_start, deadline_day, end_of, show_day
 from .mail import (
     DeliveryReport,
     OutgoingFile,
     deliver_pending,
+    make_due,
+    resend,
     sender_for_host,
     write_batch,
 )
@@ -82,6 +86,32 @@ class Plan:
                       for line in self.changes.lines],
             "notes": self.notes,
         }
+
+
+    def reason_counts(self) -> dict[str, int]:
+        """Lines per reason, the person-specific parts (index, dates, batch) left out;
+        most frequent first."""
+        counts: dict[str, int] = {}
+        for line in self.changes.lines:
+            group = reason_group(line.reason)
+            counts[group] = counts.get(group, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+_PERSONAL = [
+    (re.compile(r" \(changed since batch \d+\)"), ", changed since the last batch"),
+    (re.compile(r" \(first enrolled \d{4}\)"), ""),
+    (re.compile(r" index [^:\s]+"), ""),
+    (re.compile(r" since \d{4}-\d{2}-\d{2}"), ""),
+    (re.compile(r" ended \d{4}-\d{2}-\d{2}"), " ended"),
+]
+
+
+def reason_group(reason: str) -> str:
+    """A line's reason without what is the person's own (index, dates, previous batch)."""
+    for pattern, replacement in _PERSONAL:
+        reason = pattern.sub(replacement, reason)
+    return reason
 
 
 def exchange_of(site: Site, kind: ExchangeKind) -> Exchange:
@@ -172,7 +202,7 @@ def write(conn: sqlite3.Connection, site: Site, kind: ExchangeKind,
 
 
 def archive_dir(host: Host) -> Path:
-    return host.state_dir / "archive"
+    return archive_folder(host.state_dir)
 
 
 def deliver(conn: sqlite3.Connection, host: Host, site: Site, now: datetime,
@@ -182,6 +212,25 @@ def deliver(conn: sqlite3.Connection, host: Host, site: Site, now: datetime,
     sender = sender_for_host(host, site.school)
     return deliver_pending(conn, sender, now=now, archive_dir=archive_dir(host),
                            metrics=metrics, what=what)
+
+
+def retry(conn: sqlite3.Connection, host: Host, site: Site, now: datetime,
+          batch_id: int | None = None) -> tuple[list[int], DeliveryReport]:
+    """`exchange retry [BATCH]`: pending batches due now despite their backoff, delivered."""
+    ids = make_due(conn, batch_id)
+    return ids, deliver(conn, host, site, now)
+
+
+def retry_json(ids: list[int], report: DeliveryReport) -> dict[str, Any]:
+    return {"retried": ids, "sent": report.sent, "failed": report.failed,
+            "pending": report.pending,
+            "errors": [f"batch {o.batch_id}: {o.error}" for o in report.outcomes if o.error]}
+
+
+def send_again(conn: sqlite3.Connection, host: Host, site: Site, batch_id: int,
+               now: datetime, actor: str) -> str:
+    """`exchange resend BATCH`: a sent batch again, same Message-ID; its Message-ID."""
+    return resend(conn, sender_for_host(host, site.school), batch_id, now=now, actor=actor)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""CROUS mail exchanges through the outbox (DESIGN.md §5): write, build, send, archive, purge.
+"""CROUS mail exchanges through the outbox (docs/design.md): write, build, send, archive, purge.
 
 1. `write_batch` stores a batch whole in one transaction: files (with sha256), recipients,
    subject, body, the people it tells the CROUS about, and its Message-ID. Nothing is sent.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import logging
 import mailbox
 import os
@@ -41,9 +42,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..config.errors import SecretError
 from ..config.model import Smtp
 from ..config.secrets import read_secret
-from ..store import leases
+from ..store import events, leases
 from ..store import outbox as store
 from ..store.outbox import Batch, BatchInfo, FileInfo
+from .archives import clean_leftovers, temporary_name
 
 if TYPE_CHECKING:
     from ..config.host import Host
@@ -58,6 +60,7 @@ __all__ = [
     "DeliveryReport",
     "FileInfo",
     "MaildirSender",
+    "OutboxError",
     "Outcome",
     "OutgoingFile",
     "PermanentDeliveryError",
@@ -72,9 +75,12 @@ __all__ = [
     "clean_leftovers",
     "deliver_pending",
     "list_batches",
+    "make_due",
     "message_bytes",
     "outbox_lease",
     "purge",
+    "resend",
+    "resends",
     "sender_for_host",
     "write_batch",
 ]
@@ -88,7 +94,7 @@ PERMANENT_BACKOFF = timedelta(hours=3)
 DEFAULT_TIMEOUT = 30.0
 # The outbox lease: renewed before each batch, so it only has to outlast one mail's
 # delivery (a few SMTP timeouts); a crashed holder blocks delivery at most this long.
-LEASE, LEASE_SECONDS = "outbox", 600.0
+LEASE, LEASE_SECONDS = leases.OUTBOX, 600.0
 
 
 # --- writing a batch ----------------------------------------------------------------------
@@ -493,38 +499,6 @@ def archive_path_for(archive_dir: Path, batch: Batch, sent_at: datetime) -> Path
             / f"{batch.id}-{batch.kind}.eml")
 
 
-def _temporary_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-
-
-def _is_temporary(path: Path) -> bool:
-    """An archive being written (`.<id>-<kind>.eml.<8 hex>.tmp`), or left by a kill."""
-    name = path.name
-    if not (name.startswith(".") and name.endswith(".tmp")):
-        return False
-    stem, _, token = name[1:-4].rpartition(".")
-    return stem.endswith(".eml") and len(token) == 8 and all(
-        c in "0123456789abcdef" for c in token)
-
-
-def clean_leftovers(archive_dir: Path) -> int:
-    """Delete archive copies a killed writer left behind; how many. Call it only while
-    holding the outbox lease: the lease holder is the only archive writer."""
-    root = Path(archive_dir)
-    if not root.is_dir():
-        return 0
-    removed = 0
-    for path in root.rglob(".*.tmp"):
-        if path.is_file() and not path.is_symlink() and _is_temporary(path):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                removed += 1
-    if removed:
-        log.warning("outbox: removed %d unfinished archive copy(ies) left by an "
-                    "interrupted run", removed)
-    return removed
-
-
 def _write_archive(archive_dir: Path, batch: Batch, data: bytes, sent_at: datetime) -> Path:
     path = archive_path_for(archive_dir, batch, sent_at)
     archive_dir = Path(archive_dir)
@@ -535,7 +509,7 @@ def _write_archive(archive_dir: Path, batch: Batch, data: bytes, sent_at: dateti
         if not folder.exists():
             folder.mkdir(mode=0o700)
             folder.chmod(0o700)
-    tmp = _temporary_name(path)
+    tmp = temporary_name(path)
     try:
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
             os.fchmod(out.fileno(), 0o600)
@@ -566,19 +540,12 @@ def _due_time(now: datetime) -> datetime:
     return now if now.tzinfo else now.replace(tzinfo=UTC)
 
 
-@contextlib.contextmanager
-def outbox_lease(conn: sqlite3.Connection, what: str, *,
-                 seconds: float = LEASE_SECONDS, clock: leases.Clock = time.time):
-    """Hold the outbox lease for the block: yields a `renew()` callable (False once the
-    lease was lost), or None when another process holds it (`leases.holder` says who)."""
-    me = leases.new_owner(what)
-    if leases.acquire(conn, LEASE, me, seconds, clock) is not None:
-        yield None
-        return
-    try:
-        yield lambda: leases.acquire(conn, LEASE, me, seconds, clock) is None
-    finally:
-        leases.release(conn, LEASE, me)
+def outbox_lease(conn: sqlite3.Connection, what: str, *, seconds: float = LEASE_SECONDS,
+                 clock: leases.Clock = time.time
+                 ) -> contextlib.AbstractContextManager[Callable[[], bool] | None]:
+    """Hold the outbox lease for a block: yields `renew()`, or None when another process
+    holds it (`leases.holder(conn, LEASE)` says who)."""
+    return leases.holding(conn, LEASE, what, seconds, clock)
 
 
 def _waiting(conn: sqlite3.Connection) -> list[Waiting]:
@@ -677,6 +644,69 @@ def _failed(conn: sqlite3.Connection, batch: Batch, exc: DeliveryError, now: dat
     report.outcomes.append(Outcome(batch.id, batch.kind, False, error, exc.permanent, when))
     log.warning("outbox: batch %d (%s) attempt %d failed, next at %s: %s", batch.id,
                 batch.kind, failures, store.iso(when), error)
+
+
+# --- operators: deliver now, send again -----------------------------------------------------
+
+
+class OutboxError(Exception):
+    """An outbox command that cannot apply (no such batch, not sent yet, purged…)."""
+
+
+def make_due(conn: sqlite3.Connection, batch_id: int | None = None) -> list[int]:
+    """`exchange retry`: the pending batches (or one) due now, ignoring their backoff (the
+    relay or the password was fixed). OutboxError if `batch_id` is not a pending batch."""
+    if batch_id is not None:
+        state = store.state_of(conn, batch_id)
+        if state is None:
+            raise OutboxError(f"no batch {batch_id} (badged exchange list shows them)")
+        if state[0] != store.PENDING:
+            raise OutboxError(f"batch {batch_id} is {state[0]}, not pending: nothing to retry "
+                              f"(to send it again: badged exchange resend {batch_id})")
+    return store.make_due(conn, batch_id)
+
+
+def resend(conn: sqlite3.Connection, sender: Sender, batch_id: int, *, now: datetime,
+           actor: str) -> str:
+    """`exchange resend`: a sent batch's mail again, same Message-ID (the CROUS's mail
+    system sees it is the same file), recorded in the events journal whatever the outcome.
+    Its Message-ID; OutboxError if it cannot be, DeliveryError if the relay refused."""
+    state = store.state_of(conn, batch_id)
+    if state is None:
+        raise OutboxError(f"no batch {batch_id} (badged exchange list shows them)")
+    if state[0] != store.SENT:
+        raise OutboxError(f"batch {batch_id} is {state[0]}, not sent yet: the outbox sends "
+                          f"it (now: badged exchange retry {batch_id})")
+    if state[1] is not None:
+        raise OutboxError(f"batch {batch_id} was purged on {state[1]} (past "
+                          "archive_retention_days): its files are gone")
+    batch = store.get(conn, batch_id)
+    assert batch is not None
+    detail = {"batch": batch.id, "kind": batch.kind, "message_id": batch.message_id,
+              "recipients": batch.recipients, "actor": actor}
+    try:
+        sender.send(build_message(batch, date=now), mail_from=batch.mail_from or "",
+                    recipients=batch.recipients)
+    except DeliveryError as exc:
+        events.add(conn, "batch-resend", detail={**detail, "outcome": f"failed: {exc}"})
+        log.warning("outbox: batch %d (%s) resend by %s failed: %s", batch.id, batch.kind,
+                    actor, exc)
+        raise
+    events.add(conn, "batch-resend", detail={**detail, "outcome": "sent"})
+    log.info("outbox: batch %d (%s) sent again by %s, %s, via %r", batch.id, batch.kind,
+             actor, batch.message_id, sender)
+    return batch.message_id
+
+
+def resends(conn: sqlite3.Connection) -> dict[int, list[dict[str, Any]]]:
+    """batch id → its recorded resends (at, actor, outcome), oldest first."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for at, detail in conn.execute(
+            "SELECT at, detail FROM events WHERE kind = 'batch-resend' ORDER BY id"):
+        data = json.loads(detail)
+        out.setdefault(data["batch"], []).append(
+            {"at": at, "actor": data.get("actor"), "outcome": data.get("outcome")})
+    return out
 
 
 # --- history and retention -----------------------------------------------------------------

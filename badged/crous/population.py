@@ -42,10 +42,11 @@ from operator import attrgetter, methodcaller
 from pathlib import Path
 from typing import Any
 
-from ..config.model import PersonField, PopulationSource
+from ..config.model import PersonField, PopulationSource, Tariffs
 from ..store import people
 from ..textfile import TextFileError
 from .imports import Rejection, RowsOutcome
+from .tariffs import default_rate_staff, default_rate_warning
 
 PROGRESS_EVERY = 10_000
 
@@ -99,6 +100,7 @@ class PopulationReport(RowsOutcome):
     rejections: tuple[Rejection, ...]
     strict: bool
     notes: tuple[str, ...] = ()  # whole-file remarks, e.g. why nobody was marked leaving
+    tariff_default: int = 0  # staff of the source whose status matches no tariff rule
 
     def diagnostics(self) -> list[str]:
         return super().diagnostics() + [f"{self.file}: {note}" for note in self.notes]
@@ -108,13 +110,17 @@ class PopulationReport(RowsOutcome):
                 f"{self.unchanged} unchanged, {self.leaving} leaving, {self.rejected} rejected")
         if self.outcome == "refused":
             text += "; strict: nothing imported"
+        if self.tariff_default:
+            text += (f"; {self.tariff_default} staff on the default tariff (status matching "
+                     "no tariff rule: check their status codes)")
         return text
 
 
 def import_population(conn: sqlite3.Connection, path: Path, source_name: str,
                       source: PopulationSource, *, strict: bool = False,
                       progress: Callable[[int], None] | None = None,
-                      today: date | None = None) -> PopulationReport:
+                      today: date | None = None,
+                      tariffs: Tariffs | None = None) -> PopulationReport:
     """Import one registry export of `source` (named `source_name`) into the store.
 
     Good rows go in one transaction, each bad one is reported; with `strict`, any bad row
@@ -157,10 +163,15 @@ def import_population(conn: sqlite3.Connection, path: Path, source_name: str,
                              f"{rows.id_header}")
             elif source.full_export:
                 leaving = batch.mark_leaving(source_name, today.isoformat())
+    defaults = 0
+    if tariffs is not None and category == "staff" and not (strict and rejections):
+        found = default_rate_staff(conn, tariffs, source_name)
+        notes += [default_rate_warning(tariffs, pid, status) for pid, status in found]
+        defaults = len(found)
     return PopulationReport(file=str(path), source=source_name, read=rows.read,
                             created=created, updated=updated, unchanged=unchanged,
                             leaving=leaving, rejections=tuple(rejections), strict=strict,
-                            notes=tuple(notes))
+                            notes=tuple(notes), tariff_default=defaults)
 
 
 # --- reading and decoding ------------------------------------------------------------------

@@ -7,7 +7,10 @@ Staff get the first rule whose status and index range match, else the default (7
 
 from __future__ import annotations
 
+import sqlite3
+
 from ..config.model import Rate, TariffRule, Tariffs
+from ..store import people
 
 CROUS_OWNED_STUDENT_RATES = frozenset({97, 98})
 
@@ -33,3 +36,23 @@ def rate_for(tariffs: Tariffs, category: str, status: str | None = None,
         if _matches(rule, status, index):
             return Rate(id_company_rate=rule.id_company_rate, id_rate=rule.id_rate)
     return tariffs.default
+
+
+def matched_rule(tariffs: Tariffs, status: str | None, index: int | None) -> bool:
+    """Whether a staff member's status and index match a rule (else: the default rate)."""
+    return any(_matches(rule, status, index) for rule in tariffs.rules)
+
+
+def default_rate_staff(conn: sqlite3.Connection, tariffs: Tariffs,
+                       source: str | None = None) -> list[tuple[str, str | None]]:
+    """Present staff whose status matches no rule: they get the default rate (78 / 99),
+    which is right for a status the CROUS has no convention for, and wrong for a typo in a
+    status code. (person id, status code) pairs: what a warning may show (no name)."""
+    return [(pid, status) for pid, status, index in people.staff_rates(conn, source)
+            if not matched_rule(tariffs, status, index)]
+
+
+def default_rate_warning(tariffs: Tariffs, person_id: str, status: str | None) -> str:
+    return (f"staff {person_id}: status {repr(status) if status else '(none)'} matches no "
+            f"tariff rule: default rate {tariffs.default.id_company_rate} / "
+            f"{tariffs.default.id_rate}")

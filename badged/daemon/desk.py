@@ -12,14 +12,14 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..cards.pcsc import match_readers
-from ..cards.profile import CardRead
+from ..cards.profile import CardRead, CardReadError
 
 
 @dataclass
 class _Waiter:
     reader: str | None
     done: threading.Event = field(default_factory=threading.Event)
-    read: CardRead | None = None
+    read: CardRead | CardReadError | None = None
 
 
 class Desk:
@@ -33,8 +33,9 @@ class Desk:
             return len(self._waiters)
 
     def wait(self, reader: str | None, timeout: float,
-             cancelled: threading.Event | None = None) -> CardRead | None:
-        """The next tap on an enrolment reader matching `reader`; None on timeout/cancel."""
+             cancelled: threading.Event | None = None) -> CardRead | CardReadError | None:
+        """The next tap on an enrolment reader matching `reader`: its read, or the error
+        of a card that was tapped but could not be read; None on timeout/cancel."""
         waiter = _Waiter(reader)
         with self._lock:
             self._waiters.append(waiter)
@@ -50,8 +51,9 @@ class Desk:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
 
-    def offer(self, read: CardRead) -> bool:
-        """Hand a tap to the oldest request accepting its reader; False if none waits."""
+    def offer(self, read: CardRead | CardReadError) -> bool:
+        """Hand a tap (or its read error) to the oldest request accepting its reader;
+        False if none waits."""
         with self._lock:
             for waiter in self._waiters:
                 if waiter.reader is None or match_readers(waiter.reader, [read.reader]):

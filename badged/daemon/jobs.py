@@ -13,7 +13,7 @@ line with the job's name; the traceback at DEBUG), persisted (`store.jobs.record
 counted; the metrics `badged_task_*{task}` follow. One job runs at a time (a lock shared
 with `run_now`); `stop` is checked between jobs, so SIGTERM lets the current job finish.
 
-Catch-up (DESIGN.md §5, "a job missed while the host was down runs at start-up"): when a
+Catch-up (docs/design.md, "a job missed while the host was down runs at start-up"): when a
 job is added, its last run is read from the store. If a scheduled time passed since that
 run (e.g. `every day at 06:30`, last run yesterday 06:30, started today 09:00), the job is
 due at once and runs in the next `run_pending()`; after it, the schedule goes on from its
@@ -232,6 +232,11 @@ class JobRunner:
         """Unix time of the job's next scheduled run, None if unscheduled."""
         entry = self._entry(name)
         return entry.job.next_run.timestamp() if entry.job and entry.job.next_run else None
+
+    def exclusive(self) -> threading.Lock:
+        """`with runner.exclusive():` a one-off task on the jobs' connection, never at the
+        same time as a job (e.g. a resend: it must not interleave with a delivery)."""
+        return self._run_lock
 
     def run_now(self, name: str) -> JobResult:
         """Run a job at once (waiting for a running one to finish); its schedule is kept.

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the daemon (DESIGN.md §6 + monitoring/README.md): names are a contract.
+"""Prometheus metrics of the daemon (docs/contracts.md, Metrics): names are a contract.
 
 Everything lives on a private `CollectorRegistry` (never prometheus_client's global one, so
 tests and several instances never collide) and `_created` series are disabled. Labels
@@ -152,6 +152,10 @@ class Metrics:
         self.exchange_people = Gauge("badged_exchange_people",
                                      "People in the kind's file at its last run (sent or "
                                      "unchanged).", ["kind"], registry=r)
+        self.tariff_default_people = Gauge(
+            "badged_tariff_default_people",
+            "Present staff whose status matches no tariff rule (default rate, e.g. 78 / 99).",
+            registry=r)
         self.crous_api_requests = Counter("badged_crous_api_requests_total",
                                           "API CROUS requests, by operation and HTTP status.",
                                           ["op", "code"], registry=r)
@@ -242,6 +246,9 @@ class Metrics:
             _remove(metric, task)
 
     # --- exchanges and API CROUS ------------------------------------------------------
+
+    def set_tariff_default_people(self, count: int) -> None:
+        self.tariff_default_people.set(count)
 
     def set_outbox_pending(self, batches: int) -> None:
         self.outbox_pending.set(batches)

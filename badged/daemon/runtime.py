@@ -19,23 +19,24 @@ import signal
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..cards.profile import ProfileReader
+from ..cards.pcsc import match_readers
+from ..cards.profile import CardReadError, ProfileReader
 from ..cards.reader_service import ReaderService
 from ..config.errors import ConfigError, SecretError
 from ..config.host import Host, load_host
-from ..config.model import ExchangeKind
+from ..config.model import ExchangeKind, ReaderRole
 from ..config.schedules import parse_schedule
 from ..config.tree import Site
-from ..crous import exchanges
+from ..crous.archives import archive_folder, clean_leftovers
 from ..crous.deadlines import academic_year_start, deadline
-from ..crous.mail import DeliveryReport, clean_leftovers, outbox_lease, purge
+from ..crous.tariffs import default_rate_staff
 from ..enrolment import EnrolmentError, Policy, enrol
-from ..store import cards, people, stock
+from ..store import cards, leases, outbox, people, stock
 from ..store.db import SharedStore, open_store
-from . import notify
+from . import health, notify
 from .control import ControlServer, OpError, socket_path
 from .desk import Desk
 from .jobs import JobRunner
@@ -43,12 +44,19 @@ from .metrics import Metrics
 from .pidlock import AlreadyRunning, DaemonLock
 from .taps import Taps
 
+if TYPE_CHECKING:
+    from ..crous.mail import DeliveryReport
+
+# The exchange and mail code (email, smtplib, ssl, mailbox…) is imported by the jobs that
+# use it, not at start-up: most of the daemon's life is reading cards (bench/daemon.py).
+
 log = logging.getLogger(__name__)
 
 MAINTENANCE, MAINTENANCE_SCHEDULE = "store-maintenance", "every day at 03:17"
 DELIVERY, DELIVERY_SCHEDULE = "outbox-delivery", "every 1 minutes"
 PURGE, PURGE_SCHEDULE = "archive-purge", "every day at 04:23"
 GAUGE_REFRESH_SECONDS = 30.0
+READER_FIRST_POLL_SECONDS = 5.0
 DAEMON = "the badged daemon"
 
 
@@ -93,6 +101,8 @@ class Daemon:
         self.lock = DaemonLock(host.runtime_dir)
         self.metrics_server: Any = None
         self.last_reload: float | None = None
+        self._status_sent: str | None = None
+        self.taps.on_change = self._poke  # the main loop sends the new STATUS=
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -115,6 +125,10 @@ class Daemon:
         self.metrics_server = self.metrics.serve(listen)  # MetricsBindError: not READY
         self.control.register("status", lambda _req: self.status())
         self.control.register("exchange-run", self._exchange_run, required={"kind": str})
+        self.control.register("exchange-retry", self._exchange_retry,
+                              optional={"batch": int})
+        self.control.register("exchange-resend", self._exchange_resend,
+                              required={"batch": int}, optional={"actor": str})
         self.control.register("enrol", self._enrol, required={"person": str}, optional={
             "reader": str, "wait_seconds": float, "actor": str}, cancellable=True)
         self.control.start()
@@ -130,8 +144,11 @@ class Daemon:
         # reach this thread, which takes them at once instead of after its current wait.
         # Unblocked before READY, so a stop sent right after READY is taken at once.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+        # The reader thread's first look at pcscd (a few ms; bounded): STATUS= is right
+        # from READY on, not "pcscd down" until the next refresh.
+        self.readers.first_poll.wait(READER_FIRST_POLL_SECONDS)
         notify.ready()
-        notify.status(self.summary())
+        self._send_status()
 
     def run(self) -> int:
         self.start()
@@ -154,8 +171,8 @@ class Daemon:
                 next_ping = now + ping
             if now >= next_gauges:
                 self._refresh_gauges()
-                notify.status(self.summary())
                 next_gauges = now + GAUGE_REFRESH_SECONDS
+            self._send_status()
             waits = [next_gauges - now, 60.0]
             if ping is not None:
                 waits.append(next_ping - now)
@@ -224,7 +241,7 @@ class Daemon:
         self.last_reload = time.time()
         log.info("config reloaded: school %s", site.id)
         notify.ready()
-        notify.status(self.summary())
+        self._send_status(force=True)
         return True
 
     # --- jobs and gauges ---------------------------------------------------------------
@@ -253,6 +270,8 @@ class Daemon:
 
     def _exchange(self, kind: ExchangeKind) -> dict[str, Any]:
         """Job `exchange-KIND`: write the due batch, then deliver the outbox."""
+        from ..crous import exchanges
+
         result = exchanges.run(self.job_conn, self.host, self.site, kind, datetime.now(UTC),
                                what=DAEMON)
         changes = result.plan.changes
@@ -265,9 +284,19 @@ class Daemon:
         return result.to_json()
 
     def _deliver(self) -> None:
-        """Job `outbox-delivery`: send the pending batches whose backoff is over."""
-        self._delivered(exchanges.deliver(self.job_conn, self.host, self.site,
-                                          datetime.now(UTC), what=DAEMON))
+        """Job `outbox-delivery`: send the pending batches whose backoff is over.
+
+        Nothing to send (the usual minute) is told by one query: the mail code is only
+        imported when there is something to deliver.
+        """
+        now = datetime.now(UTC)
+        if not outbox.has_work(self.job_conn, now):
+            self.metrics.set_outbox_pending(outbox.pending_count(self.job_conn, "mail"))
+            return
+        from ..crous import exchanges
+
+        self._delivered(exchanges.deliver(self.job_conn, self.host, self.site, now,
+                                          what=DAEMON))
 
     def _delivered(self, report: DeliveryReport) -> None:
         for outcome in report.outcomes:
@@ -279,6 +308,9 @@ class Daemon:
 
     def _purge(self) -> None:
         """Job `archive-purge`: drop sent archives older than the retention."""
+        from ..crous import exchanges
+        from ..crous.mail import purge
+
         done = purge(self.job_conn, exchanges.archive_dir(self.host),
                      self.site.school.archive_retention_days, datetime.now(UTC), what=DAEMON)
         if done.batches:
@@ -287,9 +319,9 @@ class Daemon:
     def _clean_outbox(self) -> None:
         """At start: unfinished archive copies a killed run left (under the outbox lease,
         so never one that another process is writing)."""
-        with outbox_lease(self.job_conn, DAEMON) as held:
+        with leases.holding(self.job_conn, leases.OUTBOX, DAEMON, 60) as held:
             if held is not None:
-                clean_leftovers(exchanges.archive_dir(self.host))
+                clean_leftovers(archive_folder(self.host.state_dir))
 
     def _refresh_gauges(self) -> None:
         school, crous = self.site.school, self.site.crous
@@ -302,6 +334,8 @@ class Daemon:
         self.metrics.set_outbox_pending(pending)
         with self.store.use() as conn:
             self.metrics.set_card_stock(stock.level(conn), school.card_stock.low_threshold)
+            self.metrics.set_tariff_default_people(
+                len(default_rate_staff(conn, self.site.tariffs)))
         now = datetime.now(UTC)
         self.metrics.set_academic_year_start(
             academic_year_start(now, school.academic_year_start).timestamp())
@@ -329,6 +363,34 @@ class Daemon:
             raise OpError(f"{name} failed: {result.error}")
         return {"result": result.value}
 
+    def _exchange_retry(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Deliver the pending batches (or one) now, ignoring their backoff."""
+        from ..crous import exchanges
+        from ..crous.mail import OutboxError
+
+        with self.jobs.exclusive():
+            try:
+                ids, report = exchanges.retry(self.job_conn, self.host, self.site,
+                                              datetime.now(UTC), request.get("batch"))
+            except OutboxError as exc:
+                raise OpError(str(exc)) from None
+        self._delivered(report)
+        return {"result": exchanges.retry_json(ids, report)}
+
+    def _exchange_resend(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A sent batch again, same Message-ID, recorded (the daemon holds the credentials)."""
+        from ..crous import exchanges
+        from ..crous.mail import DeliveryError, OutboxError
+
+        with self.jobs.exclusive():
+            try:
+                message_id = exchanges.send_again(
+                    self.job_conn, self.host, self.site, request["batch"], datetime.now(UTC),
+                    request.get("actor") or "badged")
+            except (OutboxError, DeliveryError) as exc:
+                raise OpError(str(exc)) from None
+        return {"result": {"batch": request["batch"], "message_id": message_id}}
+
     def _enrol(self, request: dict[str, Any], cancelled: threading.Event) -> dict[str, Any]:
         """Wait for the next tap on an enrolment reader, then link it to the person."""
         person_id = request["person"]
@@ -337,9 +399,18 @@ class Daemon:
                 raise OpError(f"unknown person {person_id!r} (add them with badged person "
                               "add, or import the registry)")
         wait = float(request.get("wait_seconds") or 30.0)
-        read = self.desk.wait(request.get("reader"), wait, cancelled)
+        pattern = request.get("reader")
+        desks = self.readers.present(ReaderRole.ENROLMENT)
+        if not match_readers(pattern, desks):  # at once: no wait for a reader not there
+            wanted = "no enrolment reader is present" if pattern is None else (
+                f"no enrolment reader matches {pattern!r}")
+            raise OpError(f"{wanted} (enrolment readers present: "
+                          f"{', '.join(repr(r) for r in desks) or 'none'})")
+        read = self.desk.wait(pattern, wait, cancelled)
         if read is None:
             raise OpError(f"no card tapped on an enrolment reader within {wait:g} s")
+        if isinstance(read, CardReadError):
+            raise OpError(f"a card was tapped but could not be read: {read}")
         policy = Policy.of(self.site.school.enrolment, self.site.comue)
         try:
             with self.store.use() as conn:
@@ -356,22 +427,52 @@ class Daemon:
         self._refresh_gauges()
         return {"read": read.to_json(), "enrolled": done.to_json()}
 
-    def summary(self) -> str:
+    def _send_status(self, *, force: bool = False) -> None:
+        """STATUS= when the one-line summary changed (pcscd, readers, problems)."""
+        line = self.summary()
+        if force or line != self._status_sent:
+            notify.status(line)
+            self._status_sent = line
+
+    def summary(self, problems: list[str] | None = None) -> str:
         snap = self.taps.snapshot()
         up = sum(snap["readers"].values())
-        return (f"school {self.site.id}: {up}/{len(snap['readers'])} readers up, "
+        if problems is None:
+            problems = self._health()[1]
+        text = (f"school {self.site.id}: {up}/{len(snap['readers'])} readers up, "
                 f"pcscd {'up' if snap['pcscd'] else 'down'}, "
                 f"{self.desk.waiting} enrolment(s) waiting")
+        if problems:
+            text += f"; degraded: {problems[0]}" + (
+                f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
+        return text
+
+    def _health(self) -> tuple[dict[str, Any], list[str]]:
+        """(status parts, problems) of the daemon now."""
+        snap = self.taps.snapshot()
+        now = health.now_utc()
+        with self.store.use() as conn:
+            jobs = [j.__dict__ for j in self.jobs.info()]
+            box = health.outbox(conn, self.site, now)
+            stock_now = health.stock_state(conn, self.site)
+        parts = {"snapshot": snap, "jobs": jobs, "outbox": box.pending, "stock": stock_now,
+                 "deadlines": health.deadlines(self.site, now)}
+        found = health.problems(snap, jobs, box)
+        if self.readers.started and not self.readers.alive:
+            found.insert(0, "reader thread dead")
+        return parts, found
 
     def status(self) -> dict[str, Any]:
-        snap = self.taps.snapshot()
-        with self.store.use():
-            jobs = [j.__dict__ for j in self.jobs.info()]
+        parts, problems = self._health()
+        snap, jobs = parts["snapshot"], parts["jobs"]
         return {
+            "health": "degraded" if problems else "healthy", "problems": problems,
+            "outbox": parts["outbox"], "stock": parts["stock"],
+            "deadlines": parts["deadlines"],
             "version": __version__, "pid": os.getpid(), "school": self.site.id,
             "name": self.site.school.name, "started": self.started,
             "uptime_seconds": round(time.time() - self.started, 1),
-            "last_reload": self.last_reload, "summary": self.summary(),
+            "last_reload": self.last_reload, "summary": self.summary(problems),
             "pcscd": snap["pcscd"], "readers": snap["readers"], "sams": snap["sams"],
             "reader_thread_alive": self.readers.alive,
             "enrolments_waiting": self.desk.waiting, "jobs": jobs,

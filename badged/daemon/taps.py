@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ class Taps:
         self.pcsc_up = False
         self.last: deque[Tap] = deque(maxlen=20)
         self._lock = threading.Lock()
+        self.on_change: Callable[[], None] = lambda: None  # pcscd, a reader or a SAM changed
 
     def on_read(self, label: str, role: ReaderRole, read: CardRead) -> None:
         self.metrics.card_read(label, read.duration_ms / 1000)
@@ -76,6 +78,8 @@ class Taps:
 
     def on_read_error(self, label: str, role: ReaderRole, error: CardReadError) -> None:
         self.metrics.card_read_error(label, error.reason)
+        if role is ReaderRole.ENROLMENT:
+            self.desk.offer(error)  # a waiting `badged enrol` learns why, at once
         with self.store.use() as conn:
             events.add(conn, "read-error", reader=label, detail={"error": error.detail})
         self._remember(Tap(time.time(), label, role.value, None, f"error: {error.detail}"))
@@ -84,11 +88,13 @@ class Taps:
         self.metrics.reader_up(label, up)
         with self._lock:
             self.readers[label] = up
+        self.on_change()
 
     def on_sam(self, label: str, up: bool) -> None:
         self.metrics.sam_up(label, up)
         with self._lock:
             self.sams[label] = up
+        self.on_change()
 
     def forget(self, label: str) -> None:
         """A reader rule dropped by a reload: its series and state go."""
@@ -100,6 +106,7 @@ class Taps:
     def on_pcsc(self, up: bool) -> None:
         with self._lock:
             self.pcsc_up = up
+        self.on_change()
 
     def _remember(self, tap: Tap) -> None:
         with self._lock:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .db import bulk_write, utcnow
 
-# The file's columns, in the file's order (reference/crous.md §1), as stored.
+# The file's columns, in the file's order (docs/crous.md), as stored.
 FIELDS = ("pix_ss", "pix_nn", "appl", "csn", "rid", "nfo", "cnous", "crous",
           "emetteur", "mapping", "num_carte", "date_creation")
 

@@ -33,6 +33,12 @@ def _migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+def latest_migration() -> int:
+    """The schema version this badged brings its store to."""
+    migrations = _migrations()
+    return migrations[-1][0] if migrations else 0
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply the migrations newer than `PRAGMA user_version`, each in its own transaction."""
     current = conn.execute("PRAGMA user_version").fetchone()[0]

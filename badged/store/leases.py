@@ -13,10 +13,13 @@ import secrets
 import socket
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 Clock = Callable[[], float]
+
+OUTBOX = "outbox"  # whoever delivers the outbox, and writes or purges its archives
 
 
 @dataclass(frozen=True)
@@ -81,3 +84,18 @@ def acquire(conn: sqlite3.Connection, name: str, me: Holder, seconds: float,
 
 def release(conn: sqlite3.Connection, name: str, me: Holder) -> None:
     conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, me.owner))
+
+
+@contextmanager
+def holding(conn: sqlite3.Connection, name: str, what: str, seconds: float,
+            clock: Clock = time.time) -> Iterator[Callable[[], bool] | None]:
+    """Hold `name` for the block: yields `renew()` (False once the lease was lost), or None
+    when another process holds it (`holder` says who). Released on the way out."""
+    me = new_owner(what)
+    if acquire(conn, name, me, seconds, clock) is not None:
+        yield None
+        return
+    try:
+        yield lambda: acquire(conn, name, me, seconds, clock) is None
+    finally:
+        release(conn, name, me)

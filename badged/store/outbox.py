@@ -238,6 +238,15 @@ def sent_message(conn: sqlite3.Connection, batch_id: int) -> bytes | None:
     return None if row is None or row[0] is None else bytes(row[0])
 
 
+def has_work(conn: sqlite3.Connection, now: datetime) -> bool:
+    """Whether a delivery run would do anything: a mail batch due, or one to archive."""
+    return bool(conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM batches WHERE transport = 'mail' AND ("
+        "(state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)) OR "
+        "(state = 'sent' AND archive_path IS NULL AND purged_at IS NULL)))",
+        (iso(now),)).fetchone()[0])
+
+
 def sent_unarchived(conn: sqlite3.Connection) -> list[Batch]:
     """Sent batches whose archive could not be written (the next run writes it)."""
     rows = conn.execute(
@@ -291,3 +300,22 @@ def history(conn: sqlite3.Connection, limit: int | None = None) -> list[BatchInf
             archive_path=archive_path, purged_at=purged_at, items=items,
             files=files.get(id_, [])))
     return out
+
+
+def make_due(conn: sqlite3.Connection, batch_id: int | None = None) -> list[int]:
+    """Pending mail batches (all, or `batch_id`) due now, whatever their backoff: the ids.
+    Their attempts and last error stay (what happened before is still true)."""
+    where, params = "state = 'pending' AND transport = 'mail'", ()
+    if batch_id is not None:
+        where, params = where + " AND id = ?", (batch_id,)
+    ids = [row[0] for row in conn.execute(f"SELECT id FROM batches WHERE {where} ORDER BY id",
+                                          params)]
+    conn.execute(f"UPDATE batches SET next_attempt_at = NULL WHERE {where}", params)
+    return ids
+
+
+def state_of(conn: sqlite3.Connection, batch_id: int) -> tuple[str, str | None] | None:
+    """(state, purged_at) of a batch, None if there is no such batch."""
+    row = conn.execute("SELECT state, purged_at FROM batches WHERE id = ?",
+                       (batch_id,)).fetchone()
+    return None if row is None else (row[0], row[1])

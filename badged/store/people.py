@@ -78,6 +78,18 @@ def count(conn: sqlite3.Connection, source: str | None = None) -> int:
                             (source,)).fetchone()[0])
 
 
+def staff_rates(conn: sqlite3.Connection, source: str | None = None
+                ) -> list[tuple[str, str | None, int | None]]:
+    """(id, status_code, staff_index) of the staff not leaving (of `source`, if given)."""
+    sql = ("SELECT id, status_code, staff_index FROM people WHERE category = 'staff' "
+           "AND leaving_since IS NULL")
+    params: tuple[str, ...] = ()
+    if source is not None:
+        sql += " AND source = ?"
+        params = (source,)
+    return [(r[0], r[1], r[2]) for r in conn.execute(sql + " ORDER BY id", params)]
+
+
 def leaving(conn: sqlite3.Connection, source: str | None = None) -> list[Person]:
     """People marked as leaving (absent from a full export), oldest mark first.
 

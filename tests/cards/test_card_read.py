@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 CARDS = REPO / "demo" / "cards"
 PROFILES = REPO / "demo" / "profiles"
 
-# DESIGN.md §4: the CardRead JSON contract, no more, no less.
+# docs/contracts.md: the CardRead JSON contract, no more, no less.
 CARD_READ_KEYS = {
     "reader", "atr", "csn", "csn_reversed", "csn_decimal", "csn_reversed_decimal",
     "random_uid", "desfire", "crous_number", "escn", "files", "person", "apdus",

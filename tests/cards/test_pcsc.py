@@ -115,14 +115,18 @@ def test_wait_for_card_inserted_from_another_thread(pcsc, insert_card):
 
 def test_wait_for_card_times_out(pcsc):
     start = time.monotonic()
-    with pytest.raises(CardTimeout, match=r"no card on a reader matching '\*01' after 0.3 s"):
+    with pytest.raises(CardTimeout, match=r"no card on 'Virtual PCD 00 01' after 0.3 s"):
         wait_for_card("*01", timeout=0.3)
     assert 0.3 <= time.monotonic() - start < 1.5
 
 
-def test_wait_for_card_on_a_reader_not_plugged_yet_times_out(pcsc):
-    with pytest.raises(CardTimeout):
-        wait_for_card("ACS ACR122U*", timeout=0.2)
+def test_wait_for_card_on_a_reader_not_there_fails_at_once(pcsc):
+    """No reader matches: not a timeout after the full wait, but at once, with the list."""
+    start = time.monotonic()
+    with pytest.raises(ReaderNotFound, match=r"no reader matches reader pattern "
+                       r"'ACS ACR122U\*' \(readers: 'Virtual PCD 00 00', 'Virtual PCD 00 01'\)"):
+        wait_for_card("ACS ACR122U*", timeout=30)
+    assert time.monotonic() - start < 2
 
 
 def test_wait_for_removal(pcsc, insert_card):

@@ -58,14 +58,24 @@ def test_card_read_without_a_card_times_out(pcsc, host_file: Path, credentials: 
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output
     assert result.stderr.startswith("error: no card ")
-    assert result.stderr.strip() == "error: no card on any reader after 0.5 s"
+    assert result.stderr.strip() == (
+        f"error: no card on {pcsc.readers[0]!r}, {pcsc.readers[1]!r} after 0.5 s")
 
     on_reader = badged(host_file, credentials, "card", "read", "--timeout", "0.5",
                        "--reader", pcsc.readers[1])  # fmt: skip
     assert on_reader.exit_code == 1
     assert on_reader.stderr.strip() == (
-        f"error: no card on a reader matching {pcsc.readers[1]!r} after 0.5 s"
+        f"error: no card on {pcsc.readers[1]!r} after 0.5 s"
     )
+
+    start = time.monotonic()
+    missing = badged(host_file, credentials, "card", "read", "--timeout", "30",
+                     "--reader", "ACS ACR1252*")
+    assert time.monotonic() - start < 3  # at once, not after the timeout
+    assert missing.exit_code == 1
+    assert missing.stderr.strip() == (
+        "error: no reader matches reader pattern 'ACS ACR1252*' "
+        f"(readers: {pcsc.readers[0]!r}, {pcsc.readers[1]!r})")
 
 
 @pytest.mark.parametrize("name", ["bad-many-problems.yaml", "bad-yaml-syntax.yaml"])
@@ -126,3 +136,54 @@ def test_card_simulate_serves_a_card_through_vpcd(pcsc, host_file: Path, credent
     assert proc.returncode == 0, err
     assert f"card crous-card.yaml on vpcd 127.0.0.1:{pcsc.port + 1}" in err.decode()
     pcsc.wait_card(present=False, reader=1)
+
+
+def test_card_simulate_finds_the_demo_pcscd_port(pcsc, host_file: Path,
+                                                 credentials: Path) -> None:
+    """No --vpcd-port: the port the host's (demo) pcscd wrote in its state folder; the
+    second demo card on the slot asked for, read with the demo profile."""
+    from badged.cards.pcscd_sandbox import PORT_FILE
+
+    assert (pcsc.dir / PORT_FILE).read_text() == f"{pcsc.port}\n"
+    state = load_host_state(host_file)
+    (state / "pcscd").mkdir(parents=True, exist_ok=True)
+    (state / "pcscd" / PORT_FILE).write_text(f"{pcsc.port}\n")
+    proc = subprocess.Popen(
+        [str(BADGED), "--host-config", str(host_file), "card", "simulate", "--card",
+         str(CARDS / "student-card.yaml"), "--slot", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        pcsc.wait_card(present=True, reader=1, timeout=20)
+        read = badged(host_file, credentials, "card", "read", "--reader", pcsc.readers[1],
+                      "--timeout", "5", "--json")
+        assert read.exit_code == 0, read.output
+        data = json.loads(read.stdout)
+        assert (data["csn"], data["crous_number"]) == ("04A1B2C3D4E5F6", "249760531044556")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    assert f"card student-card.yaml on vpcd 127.0.0.1:{pcsc.port + 1}" in err.decode()
+    pcsc.wait_card(present=False, reader=1)
+
+
+def test_card_simulate_without_vpcd_fails_at_once_with_the_port(tmp_path: Path,
+                                                                 host_file: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    result = CliRunner().invoke(main, ["--host-config", str(host_file), "card", "simulate",
+                                       "--card", str(CARDS / "student-card.yaml"),
+                                       "--vpcd-port", str(port)])
+    assert time.monotonic() - start < 5
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: no vpcd listening on 127.0.0.1:{port} "
+                                    "(--vpcd-port, slot 0): start the demo")
+
+
+def load_host_state(host_file: Path) -> Path:
+    from badged.config.host import load_host
+
+    return load_host(host_file).state_dir

@@ -29,7 +29,8 @@ from daemonkit import (
 # `badged status --json`: the daemon's state (badged/daemon/runtime.py Daemon.status).
 STATUS_KEYS = {"version", "pid", "school", "name", "started", "uptime_seconds", "last_reload",
                "summary", "pcscd", "readers", "sams", "reader_thread_alive",
-               "enrolments_waiting", "jobs", "last_taps"}
+               "enrolments_waiting", "jobs", "last_taps", "health", "problems", "outbox",
+               "stock", "deadlines"}
 JOB_KEYS = {"name", "schedule", "interval_seconds", "next_run", "last_run", "last_success",
             "last_error", "failures", "running"}
 
@@ -106,3 +107,50 @@ def test_status_with_a_stale_socket_exits_4(site: Site) -> None:
     code, _, err = badged(site, "status")
     assert code == 4
     assert err.startswith("error: badged is not running: nothing answers on ")
+
+
+def test_status_healthy_shows_outbox_stock_and_deadlines(site: Site,
+                                                         daemon: DaemonProcess) -> None:
+    code, out, _ = badged(site, "status")
+    assert code == 0, out
+    lines = out.splitlines()
+    assert "  health: HEALTHY" in lines
+    assert "  outbox: 0 batch(es) pending" in lines
+    assert "  card stock: 0 (LOW), threshold 10" in lines
+    assert any(line.startswith("  deadline reinscriptions: ") for line in lines), out
+    state = json.loads(badged(site, "status", "--json")[1])
+    assert state["health"] == "healthy" and state["problems"] == []
+    assert state["stock"] == {"level": 0, "low_threshold": 10, "low": True}
+
+
+def test_status_degraded_exits_1_and_names_the_problem(tmp_path: Path,
+                                                       pcsc: PcscdSandbox) -> None:
+    site = make_site(tmp_path)
+    site.set_readers([(ENROLMENT, "enrolment"), ("ACS ACR1252 * PICC 0", "lookup"),
+                      (LOOKUP, "sam")])
+    try:
+        with Notifications() as systemd:
+            proc = DaemonProcess(site, pcsc.env(), systemd).start()
+            try:
+                proc.wait_ready()
+                # STATUS= is right from READY: the missing reader is already in it.
+                first = systemd.wait_for("STATUS=")[0].text
+                assert "degraded: reader ACS ACR1252 * PICC 0 missing (+1 more)" in first
+                code, out, _ = badged(site, "status")
+            finally:
+                proc.kill()
+    finally:
+        site.cleanup()
+    assert code == 1, out
+    assert "  health: DEGRADED" in out
+    assert "  problem: reader ACS ACR1252 * PICC 0 missing" in out
+    assert f"  problem: SAM {LOOKUP} missing" in out
+
+
+def test_status_with_an_unknown_school_says_so(site: Site) -> None:
+    text = site.host_file.read_text().replace("school: demo", "school: nowhere")
+    site.host_file.write_text(text)
+    code, out, err = badged(site, "status")
+    assert code == 1 and out == ""
+    assert "nowhere" in err and "not running" not in err
+    assert "badged cannot run this host file" in err

@@ -396,3 +396,17 @@ def test_demo_registry_exports_import_cleanly(tmp_path: Path) -> None:
                                            str(file), "--source", source])
         assert (result.exit_code, result.stderr) == (0, ""), result.output
         assert ", 0 rejected" in result.stdout
+
+
+def test_staff_whose_status_matches_no_tariff_rule_are_warned_and_counted(run: Run) -> None:
+    """A mistyped status code gets the default rate (78 / 99): kept, but seen — a warning
+    per person (id and status code, no name) and a count in the summary."""
+    result = run(path("staff-unknown-status.csv"), "staff")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == summary(
+        "staff-unknown-status.csv", "3 read, 3 created, 0 updated, 0 unchanged, 0 leaving, "
+        "0 rejected; 1 staff on the default tariff (status matching no tariff rule: check "
+        "their status codes)") + "\n"
+    assert result.stderr.splitlines() == [
+        f"{path('staff-unknown-status.csv')}: staff S0002: status 'ctrl' matches no tariff "
+        "rule: default rate 78 / 99"]

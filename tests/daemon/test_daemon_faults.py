@@ -1,4 +1,4 @@
-"""Faults: the daemon stays up and its metrics say what happened (DESIGN.md §5).
+"""Faults: the daemon stays up and its metrics say what happened (docs/design.md).
 
 A card pulled mid-read, pcscd killed and restarted, a job raising, the metrics port taken,
 garbage on the control socket, SIGHUP with a broken tree.

@@ -78,3 +78,39 @@ def test_exchange_run_through_the_daemon(site, start_daemon) -> None:
     assert daemon.metric("badged_exchange_deadline_timestamp_seconds",
                          kind="reinscriptions") == expected
     assert daemon.metric("badged_outbox_pending_batches") == 0
+    # The operators' outbox commands go through the daemon (it holds the credentials).
+    retried = CliRunner().invoke(main, ["--host-config", str(site.host_file), "exchange",
+                                        "retry"])
+    assert retried.exit_code == 0 and "not running" not in retried.stderr
+    assert "retried 0 batch(es): 0 sent, 0 failed, 0 pending" in retried.stdout
+    resent = CliRunner().invoke(main, ["--host-config", str(site.host_file), "exchange",
+                                       "resend", "1"])
+    assert resent.exit_code == 0 and "not running" not in resent.stderr, resent.output
+    assert [m["Message-ID"] for m in box] == [message["Message-ID"]] * 2
+
+
+def test_desk_enrolment_reader_missing_and_unreadable_card(site, start_daemon, insert_card,
+                                                           tmp_path) -> None:
+    """No enrolment reader matching: refused at once, naming those present. A card tapped
+    but not readable (not this profile's key): its error, not "no card tapped"."""
+    daemon = start_daemon()
+    cli(site, "person", "add", "s2", "--last-name", "Durand", "--first-name", "Lou",
+        "--category", "student")
+    enrol = [str(BADGED), "--host-config", str(site.host_file), "enrol", "--person", "s2"]
+    missing = subprocess.run([*enrol, "--reader", "ACS*", "--timeout", "20"],
+                             env={**daemon.env}, capture_output=True, text=True, timeout=10)
+    assert missing.returncode == 1
+    assert ("refused: no enrolment reader matches 'ACS*' (enrolment readers present: "
+            "'Virtual PCD 00 00')") in missing.stderr
+
+    stranger = tmp_path / "stranger.yaml"
+    stranger.write_text(CARD.read_text().replace("00112233445566778899AABBCCDDEEFF",
+                                                 "FFEEDDCCBBAA99887766554433221100"))
+    waiting = subprocess.Popen([*enrol, "--timeout", "20"], env={**daemon.env},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: daemon.status()["enrolments_waiting"] == 1, what="enrol request")
+    insert_card(SimulatedDesfire.from_file(stranger), reader=0)
+    _, err = waiting.communicate(timeout=30)
+    assert waiting.returncode == 1
+    assert "a card was tapped but could not be read: reader 'Virtual PCD 00 00': " in err
+    assert "no card tapped" not in err

@@ -1,4 +1,4 @@
-"""Metrics: the §6 contract scraped over real HTTP and checked by a real promtool."""
+"""Metrics: the docs/contracts.md contract scraped over real HTTP and checked by a real promtool."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from badged.daemon.metrics import (
     reason_label,
 )
 
-# name → (type, label names): DESIGN.md §6 + monitoring/README.md. A contract.
+# name → (type, label names): docs/contracts.md + monitoring/README.md. A contract.
 CONTRACT = {
     "badged_build_info": ("gauge", {"version"}),
     "badged_reader_up": ("gauge", {"reader"}),
@@ -43,6 +43,7 @@ CONTRACT = {
     "badged_exchange_batches_sent_total": ("counter", {"kind"}),
     "badged_exchange_delivery_failures_total": ("counter", {"kind"}),
     "badged_exchange_people": ("gauge", {"kind"}),
+    "badged_tariff_default_people": ("gauge", set()),
     "badged_exchange_deadline_timestamp_seconds": ("gauge", {"kind"}),
     "badged_crous_api_requests_total": ("counter", {"op", "code"}),
     "badged_config_last_reload_successful": ("gauge", set()),

@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from daemonkit import (
     REPO,
     Notifications,
     Site,
+    free_port,
     samples,
     wait_until,
 )
@@ -45,15 +45,9 @@ UID = "04112233445566"  # demo/cards/crous-card.yaml
 CROUS_NUMBER = "249760531028417"
 STATUS_KEYS = {"version", "pid", "school", "name", "started", "uptime_seconds", "last_reload",
                "summary", "pcscd", "readers", "sams", "reader_thread_alive",
-               "enrolments_waiting", "jobs", "last_taps"}
+               "enrolments_waiting", "jobs", "last_taps", "health", "problems", "outbox",
+               "stock", "deadlines"}
 DEMO_HOST = REPO / "demo" / "badged.yaml"
-
-
-def demo_metrics_port() -> int:
-    """The README demo's metrics port (9865 when written; read from its config)."""
-    host = load_host(DEMO_HOST)
-    listen = host.config.metrics_listen or host.load_site().school.metrics_listen
-    return int(listen.rsplit(":", 1)[1])
 
 
 def promtool_check(text: str) -> None:
@@ -82,6 +76,8 @@ def test_notify_lifecycle_ready_status_watchdog_stopping(site: Site, pcsc, notif
     assert len(notifications.lines("READY=1")) == 1
     status = notifications.wait_for("STATUS=")[0].text
     assert status.startswith("STATUS=school demo: ") and "\n" not in status
+    # Right from READY: the reader thread's first look at pcscd is in it.
+    assert "2/2 readers up, pcscd up" in status, status
 
     # WATCHDOG=1 at half of WATCHDOG_USEC (0.2 s) while the reader thread is alive.
     pings = notifications.wait_for("WATCHDOG=1", count=6, timeout=5)
@@ -188,20 +184,6 @@ def test_missing_reader_is_not_a_start_failure(site: Site, pcsc, notifications,
 # --- the README demo ----------------------------------------------------------------------
 
 @pytest.fixture
-def demo_port() -> int:
-    port = demo_metrics_port()
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError as exc:
-            pytest.fail(f"the demo's metrics port {port} is busy on this machine "
-                        f"({exc.strerror}): stop whatever listens there (another "
-                        "`python -m badged.demo`?) and run the test again", pytrace=False)
-    return port
-
-
-@pytest.fixture
 def demo_env() -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("PCSCLITE_CSOCK_NAME", "BADGED_HOST_CONFIG", "CREDENTIALS_DIRECTORY",
@@ -209,11 +191,19 @@ def demo_env() -> Iterator[dict[str, str]]:
     yield env
 
 
-def test_readme_demo_runs_answers_status_and_stops(demo_port: int,
+def test_readme_demo_runs_answers_status_and_stops(tmp_path: Path,
                                                    demo_env: dict[str, str]) -> None:
+    """The README's demo, on its own state folder and a free metrics port: it runs beside
+    a user's demo (./state/demo, port 8790) on the same machine. Then the README's desk
+    enrolment: `enrol` waits, `card simulate` finds the demo's vpcd and taps the second
+    demo card on the enrolment reader."""
+    state = tmp_path / "demo"
+    port = free_port()
+    demo_host = ["--host-config", str(state / "badged.yaml")]
     with Notifications() as systemd:
         env = {**demo_env, "NOTIFY_SOCKET": str(systemd.path)}
-        proc = subprocess.Popen([sys.executable, "-m", "badged.demo"], cwd=REPO, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "badged.demo", "--state", str(state),
+                                 "--metrics-listen", f"127.0.0.1:{port}"], cwd=REPO, env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT)
         output: list[bytes] = []
@@ -225,27 +215,43 @@ def test_readme_demo_runs_answers_status_and_stops(demo_port: int,
                 systemd.wait_for("READY=1", timeout=20, proc=proc)  # type: ignore[arg-type]
             except (AssertionError, TimeoutError) as exc:
                 raise AssertionError(f"{exc}\n{b''.join(output).decode()}") from None
-            # The simulated card sits on the lookup reader: the demo reads it.
-            demo_host = ["--host-config", str(DEMO_HOST)]
 
-            def tapped() -> bool:
+            def status() -> dict:
                 out = subprocess.run([str(BADGED), *demo_host, "status", "--json"],
                                      capture_output=True, env=demo_env, timeout=20,
                                      check=False)
                 assert out.returncode == 0, out
-                return bool(json.loads(out.stdout)["last_taps"])
-            wait_until(tapped, 10, "the demo card's tap in `badged status`", step=0.1)
+                return json.loads(out.stdout)
+            # The simulated card sits on the lookup reader: the demo reads it.
+            wait_until(lambda: status()["last_taps"], 10, "the demo card's tap", step=0.1)
 
             out = subprocess.run([str(BADGED), *demo_host, "status"], capture_output=True,
                                  text=True, env=demo_env, timeout=20, check=False)
             assert out.returncode == 0, out
             assert "school demo: 2/2 readers up, pcscd up" in out.stdout
             assert f"{UID} unknown card" in out.stdout
-            with urllib.request.urlopen(f"http://127.0.0.1:{demo_port}/metrics",
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
                                         timeout=5) as answer:
                 text = answer.read().decode()
             promtool_check(text)
             assert f'badged_card_reads_total{{reader="{LOOKUP}"}} 1.0' in text
+
+            # The README's desk enrolment with the second demo card.
+            enrol = subprocess.Popen([str(BADGED), *demo_host, "enrol", "--person",
+                                      "22500101", "--timeout", "30"], env=demo_env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            wait_until(lambda: status()["enrolments_waiting"] == 1, 10, "enrol waiting")
+            tap = subprocess.Popen([str(BADGED), *demo_host, "card", "simulate", "--card",
+                                    str(REPO / "demo/cards/student-card.yaml")], env=demo_env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                enrolled, err = enrol.communicate(timeout=30)
+            finally:
+                tap.send_signal(signal.SIGINT)
+                tap.communicate(timeout=10)
+            assert enrol.returncode == 0, err
+            assert enrolled.startswith("card 04A1B2C3D4E5F6 linked to 22500101: CROUS "
+                                       "number 249760531044556 (from the card)")
 
             proc.send_signal(signal.SIGINT)
             assert proc.wait(20) == 0, b"".join(output).decode()
@@ -257,7 +263,7 @@ def test_readme_demo_runs_answers_status_and_stops(demo_port: int,
             reader.join(5)
     log = b"".join(output).decode()
     assert "badged demo: school demo" in log and "Traceback" not in log
-    assert not (REPO / "state" / "demo" / "run" / "control.sock").exists()
+    assert not (state / "run" / "control.sock").exists()
 
 
 def test_only_the_main_thread_takes_the_signals(site: Site, pcsc,

@@ -32,7 +32,7 @@ EXPECTED_ALERTS = {
     "BadgedCrousDeadlineNear",
     "BadgedCardStockLow",
 }
-# Extensions of DESIGN.md §6 that the rules need (the daemon must export them).
+# Extensions of docs/contracts.md's metrics that the rules need (the daemon must export them).
 NEW_METRICS = {
     "badged_exchange_last_sent_timestamp_seconds",
     "badged_academic_year_start_timestamp_seconds",
@@ -170,7 +170,7 @@ def test_dashboard_parses_and_uses_documented_metrics():
     for query in queries:
         used |= set(METRIC_NAME.findall(query))
     assert used <= allowed, f"dashboard queries undocumented metrics: {used - allowed}"
-    # The dashboard covers what the brief asks for.
+    # The dashboard covers what docs/operations.md relies on.
     for needed in (
         "badged_reader_up",
         "badged_card_reads_total",

@@ -19,7 +19,7 @@ CREATE TABLE people (
     updated_at           TEXT NOT NULL
 );
 
--- The CROUS card CSV: one row per pre-encoded card (reference/crous.md §1).
+-- The CROUS card CSV: one row per pre-encoded card (docs/crous.md).
 CREATE TABLE crous_cards (
     csn            TEXT PRIMARY KEY,                -- NUM_PROTOCOLAIRE, upper-case hex
     rid            TEXT NOT NULL,                   -- NUM_APPLICATIF
@@ -71,7 +71,7 @@ CREATE TABLE events (
 );
 CREATE INDEX events_at ON events (at);
 
--- The outbox: a batch is written whole before anything is sent (DESIGN.md §5).
+-- The outbox: a batch is written whole before anything is sent (docs/design.md).
 CREATE TABLE batches (
     id              INTEGER PRIMARY KEY,
     kind            TEXT NOT NULL,

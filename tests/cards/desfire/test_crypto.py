@@ -1,4 +1,4 @@
-"""Known-answer tests: every public vector of reference/desfire-ev1.md, plus session keys."""
+"""Known-answer tests: every public vector of docs/desfire.md, plus session keys."""
 
 from __future__ import annotations
 
@@ -214,7 +214,7 @@ SESSION_AES = DesfireKey(KeyType.AES, H("000102030405060708090A0B0C0D0E0F"))
 
 
 def test_ev1_getcarduid_decipher_known_block() -> None:
-    """The reference's decrypted GetCardUID block, enciphered independently."""
+    """The decrypted GetCardUID block of docs/desfire.md, enciphered independently."""
     iv = H("F0E0D0C0B0A090807060504030201000")
     block = H("04440F3276318099CE1AD40000000000")
     cipher = AES.new(SESSION_AES.data, AES.MODE_CBC, iv=iv).encrypt(block)
