@@ -11,8 +11,9 @@ export DEBIAN_FRONTEND=noninteractive
 # Python headers build pyscard (PyPI has no Linux wheel for it).
 packages=(pcscd vsmartcard-vpcd libpcsclite-dev swig gcc python3-dev python3-venv pkg-config)
 if [ "$purpose" = test ]; then
-    # promtool (metrics and alert rules), sqlite3 (bench baseline), systemd-analyze.
-    packages+=(prometheus sqlite3 systemd)
+    # promtool (metrics and alert rules), sqlite3 (bench baseline), systemd-analyze,
+    # sshd (the SFTP destination of the door-system exports, against a real server).
+    packages+=(prometheus sqlite3 systemd openssh-server)
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -25,6 +26,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # pcscd 1.9.9 writes its pid file there even when it runs on a private socket.
 $SUDO install -d -m 0755 /run/pcscd
+# sshd refuses to start without its privilege-separation folder (tests run it on loopback).
+if [ "$purpose" = test ]; then $SUDO install -d -m 0755 /run/sshd; fi
 
 if [ ! -x .venv/bin/python ] || [ pyproject.toml -nt .venv/.installed ]; then
     /usr/bin/python3 -m venv .venv

@@ -10,17 +10,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from badged.cards.pcscd_sandbox import PcscdSandbox, SandboxError
 from badged.cards.vpcd import CardEngine, VpcdCard
 from badged.demo import write_credentials
 
 InsertCard = Callable[..., VpcdCard]
-
-# Fuzz tests: the same bounded examples on every run (no deadline: CI shares 2 cores).
-settings.register_profile("badged", deadline=None, derandomize=True, database=None)
-settings.load_profile("badged")
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +92,11 @@ def host_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"state_dir: {base / 'state'}\nruntime_dir: {base / 'run'}\n"
     )
     return path
+
+
+# Fuzz tests (hypothesis): bounded runs so CI keeps its time, no per-example deadline on a
+# loaded machine, no example database written into the checkout, the same examples on
+# every run (a failure in CI is a failure on the developer's machine).
+settings.register_profile("ci", max_examples=50, deadline=None, database=None,
+                          derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci")

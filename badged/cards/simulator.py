@@ -18,7 +18,6 @@ from functools import partial
 from pathlib import Path
 
 import yaml
-from yaml.constructor import SafeConstructor
 
 from badged.cards.desfire.aid import PICC_AID, aid_from_wire, format_aid
 from badged.cards.desfire.commands import AUTH_KEY_TYPES
@@ -33,6 +32,8 @@ from badged.cards.desfire.info import (
 )
 from badged.cards.desfire.keys import DesfireKey, KeyType, session_key
 from badged.cards.desfire.session import Ev1Messaging, LegacyMessaging, SecureMessaging
+from badged.config.errors import ConfigError
+from badged.config.load import compose_yaml, read_text, scalar_value
 
 __all__ = [
     "DEFAULT_ATR",
@@ -125,10 +126,16 @@ def load_card_file(path: str | os.PathLike[str]) -> CardSpec:
     """Read and validate a simulator card file (docs/contracts.md)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CardFileError([f"{p}:1:1: (file): cannot read: {exc}"]) from None
+        text = read_text(p)
+    except ConfigError as exc:
+        raise _card_file_error(exc, "(file)") from None
     return parse_card_file(text, filename=str(p), default_name=p.stem)
+
+
+def _card_file_error(exc: ConfigError, what: str) -> CardFileError:
+    """The shared YAML loader's issues as card-file problems."""
+    return CardFileError([f"{i.file}:{i.line}:{i.column}: {what}: "
+                          f"{i.message.removeprefix('YAML syntax error: ')}" for i in exc.issues])
 
 
 def parse_card_file(text: str, filename: str = "<card>", default_name: str = "card") -> CardSpec:
@@ -149,7 +156,6 @@ class _CardFileParser:
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self._problems: list[tuple[int, int, str]] = []
-        self._constructor = SafeConstructor()
 
     # problem reporting and typed scalars
 
@@ -205,7 +211,11 @@ class _CardFileParser:
         if not (isinstance(node, yaml.ScalarNode) and node.tag == _INT):
             self.err(node, path, f"must be an integer ({lo}..{hi})")
             return None
-        value = int(self._constructor.construct_object(node))
+        try:
+            value = int(scalar_value(node))
+        except ValueError as exc:
+            self.err(node, path, str(exc))
+            return None
         if not lo <= value <= hi:
             self.err(node, path, f"must be in {lo}..{hi}, got {value}")
             return None
@@ -213,7 +223,11 @@ class _CardFileParser:
 
     def boolean(self, node: yaml.Node, path: _PathT) -> bool | None:
         if isinstance(node, yaml.ScalarNode) and node.tag == _BOOL:
-            return bool(self._constructor.construct_object(node))
+            try:
+                return bool(scalar_value(node))
+            except ValueError as exc:
+                self.err(node, path, str(exc))
+                return None
         self.err(node, path, "must be true or false")
         return None
 
@@ -251,14 +265,9 @@ class _CardFileParser:
 
     def parse(self, text: str, default_name: str) -> CardSpec:
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-            problem = exc.problem or exc.context or "invalid YAML"
-            raise CardFileError([f"{self.filename}:{line}:{col}: (yaml): {problem}"]) from None
-        except yaml.YAMLError as exc:
-            raise CardFileError([f"{self.filename}:1:1: (yaml): {exc}"]) from None
+            root = compose_yaml(text, self.filename)  # the limits of every YAML file badged reads
+        except ConfigError as exc:
+            raise _card_file_error(exc, "(yaml)") from None
         if root is None:
             raise CardFileError([f"{self.filename}:1:1: (top level): the card file is empty"])
         spec = self._card(root, default_name)
@@ -559,7 +568,11 @@ class _CardFileParser:
             if isinstance(v, yaml.ScalarNode) and v.tag == _STR and v.value in ("free", "never"):
                 values.append(ACCESS_FREE if v.value == "free" else ACCESS_NEVER)
             elif isinstance(v, yaml.ScalarNode) and v.tag == _INT:
-                n = int(self._constructor.construct_object(v))
+                try:
+                    n = int(scalar_value(v))
+                except ValueError as exc:
+                    self.err(v, vpath, str(exc))
+                    continue
                 if not 0 <= n <= 13:
                     self.err(v, vpath, f"key number must be 0..13, free or never, got {n}")
                 elif key_count is not None and n >= key_count:

@@ -12,6 +12,7 @@ import functools
 import importlib
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -22,7 +23,7 @@ from ..config.host import Host, host_config_path, load_host
 from ..daemon.control import DaemonUnreachable
 
 if TYPE_CHECKING:
-    from ..crous.imports import RowsOutcome
+    from ..crous.imports import ReportFile, RowsOutcome
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 
@@ -35,6 +36,8 @@ def user_error_types() -> tuple[type[Exception], ...]:
     """Errors that are the user's or the environment's to fix: one line, exit 1, no
     traceback. Imported when an error is raised, not at start-up: `badged run` must not load
     the exchange and mail code (see `_COMMANDS`)."""
+    from ..access.destinations import DestinationError as AccessDestinationError
+    from ..access.export import AccessError
     from ..cards.desfire.errors import DesfireError
     from ..cards.pcsc import PcscError
     from ..cards.profile import CardReadError
@@ -49,7 +52,7 @@ def user_error_types() -> tuple[type[Exception], ...]:
 
     return (SecretError, StoreError, PcscError, CardReadError, DesfireError, MetricsBindError,
             ControlSocketError, ControlError, TextFileError, LifecycleError, ExchangeError,
-            DeliveryError)
+            DeliveryError, AccessError, AccessDestinationError)
 
 
 def progress_printer(file: object, wanted: bool) -> Callable[[int], None] | None:
@@ -59,12 +62,33 @@ def progress_printer(file: object, wanted: bool) -> Callable[[int], None] | None
     return lambda rows: click.echo(f"{file}: {rows} rows read", err=True)
 
 
-def finish_import(report: RowsOutcome) -> NoReturn:
-    """Each rejected row on stderr, the summary on stdout, exit 0, 3 (partial) or 1."""
-    for line in report.diagnostics():
+def finish_import(report: RowsOutcome, report_file: ReportFile | None = None) -> NoReturn:
+    """Rejected rows on stderr (the first ones, no values, then counts by reason), every
+    detail in the operator's `--report` file, the summary on stdout; exit 0, 3 or 1."""
+    if report_file is not None:
+        report_file.write(report.details())
+    shown = str(report_file.path) if report_file is not None else None
+    for line in report.diagnostics(report=shown):
         click.echo(line, err=True)
     click.echo(report.summary())
     sys.exit({"ok": EXIT_OK, "partial": EXIT_PARTIAL, "refused": EXIT_USER}[report.outcome])
+
+
+def report_option(func: F) -> F:
+    """`--report FILE`: every rejected row of an import with its values, mode 0600."""
+    return click.option(
+        "--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+        metavar="FILE", help="Write every rejected row with its values to FILE (mode 0600); "
+        "stderr names line, column and rule only.")(func)
+
+
+def open_report(path: Path | None) -> ReportFile | None:
+    """The report file, created before the import (a bad path is refused first)."""
+    if path is None:
+        return None
+    from ..crous.imports import ReportFile
+
+    return ReportFile(path)
 
 
 def fail(message: str, code: int = EXIT_USER) -> NoReturn:
@@ -134,8 +158,8 @@ pass_ctx = click.make_pass_decorator(Context)
 # is imported when that command runs (or for --help): `badged run` then loads the daemon,
 # not the exchange, import or simulator code of the other commands.
 _COMMANDS = {
-    "card": "card", "reader": "card", "config": "config", "crous": "crous", "doctor": "doctor",
-    "enrol": "enrol",
+    "access": "access", "card": "card", "reader": "card", "config": "config", "crous": "crous",
+    "doctor": "doctor", "enrol": "enrol",
     "exchange": "exchange", "person": "person", "population": "population", "run": "run",
     "status": "status", "stock": "stock", "report": "stock",
 }

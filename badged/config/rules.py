@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from .errors import ConfigIssue
 from .load import Document
 from .model import (
+    ACCESS_LAYOUT_FIELDS,
+    ACCESS_ONLY_FIELDS,
     ALLOWED_AUTH,
     PICC_AID,
+    AccessFormat,
     CardProfile,
     CommMode,
     Comue,
@@ -32,7 +35,8 @@ from .model import (
 )
 
 FILE_NAME_FIELDS = {"school", "kind", "date", "uai", "crous"}
-_DATE_FIELDS = {LayoutField.BIRTH_DATE, LayoutField.DUE_DATE}
+_DATE_FIELDS = {LayoutField.BIRTH_DATE, LayoutField.DUE_DATE, LayoutField.VALID_FROM,
+                LayoutField.VALID_UNTIL}
 
 
 @dataclass
@@ -88,6 +92,15 @@ def school_rules(doc: Document, school: School, known: Known) -> Iterator[Config
         if ex.transport == "api" and crous.api is None:
             yield doc.issue(("exchanges", i, "transport"), f"CROUS {school.crous!r} has no api "
                             "section: use transport mail or configure its API")
+    for ex in school.exchanges:
+        layout_id = ex.layout or (crous.layout if crous is not None else None)
+        layout = known.layouts.get(layout_id) if layout_id else None
+        used = {c.field for c in layout.columns} & ACCESS_ONLY_FIELDS if layout else set()
+        if used:
+            where = ("exchanges", school.exchanges.index(ex), "layout")
+            yield doc.issue(where, f"layout {layout_id!r} shows {', '.join(sorted(used))}: "
+                            "fields of door-system exports, not of CROUS files")
+    yield from access_rules(doc, school, known)
     seen_readers: set[str] = set()
     for i, reader in enumerate(school.readers):
         if reader.name in seen_readers:
@@ -97,6 +110,47 @@ def school_rules(doc: Document, school: School, known: Known) -> Iterator[Config
         if PersonField.INSTITUTIONAL_ID not in source.columns:
             yield doc.issue(("population", name, "columns"), "the institutional_id column is "
                             "required: people are matched by it")
+
+
+def access_rules(doc: Document, school: School, known: Known) -> Iterator[ConfigIssue]:
+    """Each door-system export: one destination, options that fit its format."""
+    names: dict[str, str] = {}
+    for name, export in school.access_exports.items():
+        here = ("access_exports", name)
+        dest = export.destination
+        if (dest.directory is None) == (dest.sftp is None):
+            yield doc.issue((*here, "destination"), "give exactly one destination: "
+                            "directory: {path: …} or sftp: {host: …}")
+        generic = export.format is AccessFormat.GENERIC
+        if generic and export.layout is None:
+            yield doc.issue(here, "a generic export needs a layout (an id of layouts/)",
+                            shown_path=(*here, "layout"))
+        elif not generic and export.layout is not None:
+            yield doc.issue((*here, "layout"), f"format {export.format.value} has its own "
+                            "columns: a layout is for the generic format only", at_key=True)
+        elif generic and export.layout not in known.layouts:
+            yield _unknown(doc, (*here, "layout"), "layout", export.layout or "",
+                           known.layouts)
+        elif generic and (layout := known.layouts[export.layout or ""]) is not None:
+            other = sorted({c.field for c in layout.columns} - ACCESS_LAYOUT_FIELDS)
+            if other:
+                yield doc.issue((*here, "layout"), f"layout {export.layout!r} shows "
+                                f"{', '.join(other)}, which a door-system export does not "
+                                f"have (it can show: "
+                                f"{', '.join(sorted(ACCESS_LAYOUT_FIELDS))})")
+        if export.max_lines is not None and export.format is not AccessFormat.P2S:
+            yield doc.issue((*here, "max_lines"), "max_lines splits P2S files only",
+                            at_key=True)
+        file_name = export.file_name or f"{name}.csv"
+        target = (dest.directory.path if dest.directory else
+                  f"sftp://{dest.sftp.host}:{dest.sftp.port}/{dest.sftp.path}"
+                  if dest.sftp else "")
+        key = f"{target.rstrip('/')}/{file_name}"
+        if key in names:
+            yield doc.issue((*here, "file_name") if export.file_name else here,
+                            f"writes the same file as export {names[key]!r}: give it "
+                            "another file_name or destination")
+        names[key] = name
 
 
 def comue_rules(doc: Document, comue: Comue, known: Known) -> Iterator[ConfigIssue]:
@@ -262,3 +316,37 @@ def tariffs_rules(doc: Document, tariffs: Tariffs) -> Iterator[ConfigIssue]:
             if shared and overlaps:
                 yield doc.issue(("rules", i), f"overlaps rule {j} for status "
                                 f"{', '.join(shared)}: which rate applies would be ambiguous")
+
+
+# References by file kind: where in the data ("*": every item of a list), what, which ids.
+_REFERENCES: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
+    "schools": ((("comue",), "COMUE", "comues"), (("crous",), "CROUS", "crous"),
+                (("tariffs",), "tariffs", "tariffs"),
+                (("card_profile",), "card profile", "card_profiles"),
+                (("exchanges", "*", "layout"), "layout", "layouts")),
+    "comues": ((("card_profile",), "card profile", "card_profiles"),),
+    "crous": ((("layout",), "layout", "layouts"),),
+}
+
+
+def raw_reference_rules(kind: str, doc: Document, known: Known) -> Iterator[ConfigIssue]:
+    """The references of a file that failed its schema, checked on its raw data.
+
+    The typed rules above need a valid object; without these, a dangling reference in an
+    invalid file would only show once its other errors are fixed.
+    """
+    for path, what, table_name in _REFERENCES.get(kind, ()):
+        table = getattr(known, table_name)
+        for loc, value in _walk(doc.data, (), path):
+            if isinstance(value, str) and value not in table:
+                yield _unknown(doc, loc, what, value, table)
+
+
+def _walk(data: object, loc: tuple, path: tuple[str, ...]) -> Iterator[tuple[tuple, object]]:
+    if not path:
+        yield loc, data
+    elif path[0] == "*" and isinstance(data, list):
+        for i, item in enumerate(data):
+            yield from _walk(item, (*loc, i), path[1:])
+    elif isinstance(data, dict) and path[0] in data:
+        yield from _walk(data[path[0]], (*loc, path[0]), path[1:])

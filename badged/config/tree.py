@@ -60,6 +60,8 @@ class Tree:
             card_profile_id=profile_id, card_profile=self.card_profiles[profile_id],
             tariffs=self.tariffs[school.tariffs],
             layouts={kind: (lid, self.layouts[lid]) for kind, lid in layout_ids.items()},
+            access_layouts={ex.layout: self.layouts[ex.layout]
+                            for ex in school.access_exports.values() if ex.layout},
         )
 
 
@@ -76,6 +78,7 @@ class Site:
     card_profile: CardProfile
     tariffs: Tariffs
     layouts: dict[ExchangeKind, tuple[str, Layout]]
+    access_layouts: dict[str, Layout] = field(default_factory=dict)  # generic exports'
 
 
 _ATTR = {"comues": "comues", "crous": "crous", "card-profiles": "card_profiles",
@@ -110,6 +113,7 @@ def load_tree(root: Path | str) -> Tree:
     issues: list[ConfigIssue] = []
     tree = Tree(root=root)
     present: dict[str, dict[str, Model | None]] = {kind: {} for kind in KINDS}
+    invalid: list[tuple[str, Document]] = []  # failed their schema: references checked raw
     for kind, model in KINDS.items():
         for ident, path in _files(root, kind, issues):
             try:
@@ -124,6 +128,8 @@ def load_tree(root: Path | str) -> Tree:
             tree.documents[(kind, ident)] = doc
             if obj is not None:
                 getattr(tree, _ATTR[kind])[ident] = obj
+            else:
+                invalid.append((kind, doc))
     if not present["schools"]:
         issues.append(ConfigIssue(str(root / "schools"), 1, 1, "", "no school defined"))
     known = rules.Known(
@@ -131,6 +137,8 @@ def load_tree(root: Path | str) -> Tree:
         card_profiles=present["card-profiles"], layouts=present["layouts"],  # type: ignore[arg-type]
         tariffs=present["tariffs"],  # type: ignore[arg-type]
     )
+    for kind, doc in invalid:
+        issues.extend(rules.raw_reference_rules(kind, doc, known))
     for ident, school in tree.schools.items():
         issues.extend(rules.school_rules(tree.documents[("schools", ident)], school, known))
     for ident, comue in tree.comues.items():

@@ -31,7 +31,7 @@ from ..store import crous_cards
 from ..store.crous_cards import Conflict, StagedRow
 from ..textfile import TextFileError as CardsFileError
 from ..textfile import decode
-from .imports import Rejection, RowsOutcome
+from .imports import Problem, Rejection, RowsOutcome, rejection
 
 HEADER = ("PIX.SS", "PIX.NN", "AAPL", "NUM_PROTOCOLAIRE", "NUM_APPLICATIF", "NFO", "CNOUS",
           "CROUS", "EMETTEUR", "MAPPING", "NUM_CARTE", "DATE_CREATION")
@@ -142,7 +142,10 @@ def read_lines(path: Path) -> list[str]:
 
 
 def _check_header(file: str, line: str) -> None:
-    found = tuple(field.strip() for field in _split(line))
+    try:
+        found = tuple(field.strip() for field in _split(line))
+    except csv.Error as exc:
+        raise CardsFileError(file, f"header: bad CSV quoting: {exc}") from None
     if found == HEADER:
         return
     if sorted(found) == sorted(HEADER):
@@ -168,7 +171,11 @@ def _split(line: str) -> list[str]:
 
 
 class _BadRowError(Exception):
-    """A data line that cannot be a card row; the message says why."""
+    """A data line that cannot be a card row; `problems` say why (values apart)."""
+
+    def __init__(self, *problems: Problem) -> None:
+        super().__init__("; ".join(p.rule for p in problems))
+        self.problems = problems
 
 
 def _checked_fields(line: str) -> Sequence[str] | None:
@@ -177,33 +184,39 @@ def _checked_fields(line: str) -> Sequence[str] | None:
     A line of empty fields (`;;;;…`, as spreadsheets export trailing rows) counts as blank.
     Every problem of the line is reported at once.
     """
-    fields = [field.strip() for field in _split(line)]
+    try:
+        fields = [field.strip() for field in _split(line)]
+    except csv.Error as exc:  # a CR or a NUL inside quotes
+        raise _BadRowError(Problem(f"bad CSV quoting: {exc}")) from None
     if not any(fields):
         return None
     if len(fields) != len(HEADER):
-        raise _BadRowError(f"expected {len(HEADER)} fields separated by ';', found {len(fields)}")
+        raise _BadRowError(Problem(f"expected {len(HEADER)} fields separated by ';'",
+                                   detail=f"found {len(fields)}"))
     problems = [_field_problem(column, value) for column, value in zip(HEADER, fields, strict=True)
                 if column in _FIELD_OK and not _FIELD_OK[column](value)]
     if problems:
-        raise _BadRowError("; ".join(problems))
+        raise _BadRowError(*problems)
     return fields
 
 
-def _field_problem(column: str, value: str) -> str:
+def _field_problem(column: str, value: str) -> Problem:
+    """What is wrong with a field; card numbers and CSNs are personal: the value apart."""
     kind = _KINDS[column]
     if not value:
-        return f"{column} is empty"
+        return Problem(f"{column} is empty")
     if kind == _HEX_BYTES:
         if re.fullmatch(r"[0-9A-Fa-f]+", value):
-            return f"{column} has an odd number of hex digits ({len(value)}): {value!r}"
-        return f"{column} is not hexadecimal: {value!r}"
+            return Problem(f"{column} has an odd number of hex digits", value,
+                           f"{len(value)} digits")
+        return Problem(f"{column} is not hexadecimal", value)
     if kind == _DATE:
-        return f"{column} is not a dd/MM/yyyy date: {value!r}"
+        return Problem(f"{column} is not a dd/MM/yyyy date", value)
     if kind == _HEX_NUMBER and not re.fullmatch(r"[0-9A-Fa-f]+", value):
-        return f"{column} is not a hexadecimal number: {value!r}"
+        return Problem(f"{column} is not a hexadecimal number", value)
     if kind == _DECIMAL and not re.fullmatch(r"[0-9]+", value):
-        return f"{column} is not a decimal number: {value!r}"
-    return f"{column} is too large: {value!r}"
+        return Problem(f"{column} is not a decimal number", value)
+    return Problem(f"{column} is too large", value)
 
 
 @lru_cache(maxsize=4096)
@@ -223,14 +236,14 @@ def _reversed_bytes(hex_text: str) -> str:
 
 
 def _conflict_rejection(conflict: Conflict) -> Rejection:
-    reasons = []
+    problems = []
     if conflict.known_num_carte is not None:
-        reasons.append(f"NUM_PROTOCOLAIRE {conflict.csn} is already linked to NUM_CARTE "
-                       f"{conflict.known_num_carte}")
+        problems.append(Problem("NUM_PROTOCOLAIRE is already linked to another NUM_CARTE",
+                                f"{conflict.csn}, linked to {conflict.known_num_carte}"))
     if conflict.known_csn is not None:
-        reasons.append(f"NUM_CARTE {conflict.num_carte} is already linked to NUM_PROTOCOLAIRE "
-                       f"{conflict.known_csn}")
-    return Rejection(conflict.line, "; ".join(reasons))
+        problems.append(Problem("NUM_CARTE is already linked to another NUM_PROTOCOLAIRE",
+                                f"{conflict.num_carte}, linked to {conflict.known_csn}"))
+    return rejection(conflict.line, *problems)
 
 
 class _Rows:
@@ -266,7 +279,7 @@ class _Rows:
                     checked = _checked_fields(line)
                 except _BadRowError as exc:
                     read += 1
-                    reject(Rejection(number, str(exc)))
+                    reject(Rejection(number, exc.problems))
                     continue
                 if checked is None:
                     continue
@@ -282,16 +295,17 @@ class _Rows:
             try:
                 date = iso_date(date)
             except ValueError:
-                reject(Rejection(number, f"DATE_CREATION is not a valid date: {date!r}"))
+                reject(rejection(number, Problem("DATE_CREATION is not a valid date", date)))
                 continue
             # A value seen twice rejects the later row, even if the earlier row was itself a
             # duplicate: the file contradicts itself about that card.
             if (first := line_of_csn.setdefault(csn, number)) != number:
-                reject(Rejection(number, f"duplicate NUM_PROTOCOLAIRE {csn}: already on line "
-                                         f"{first}"))
+                reject(rejection(number, Problem("duplicate NUM_PROTOCOLAIRE", csn,
+                                                 f"already on line {first}")))
                 continue
             if (first := line_of_num.setdefault(num, number)) != number:
-                reject(Rejection(number, f"duplicate NUM_CARTE {num}: already on line {first}"))
+                reject(rejection(number, Problem("duplicate NUM_CARTE", str(num),
+                                                 f"already on line {first}")))
                 continue
             yield (number, pix_ss, pix_nn, appl, csn, rid, nfo, cnous, crous,
                    hex_number(emetteur), int(mapping), num, date)

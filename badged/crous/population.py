@@ -45,7 +45,7 @@ from typing import Any
 from ..config.model import PersonField, PopulationSource, Tariffs
 from ..store import people
 from ..textfile import TextFileError
-from .imports import Rejection, RowsOutcome
+from .imports import SHOWN, Problem, Rejection, RowsOutcome, rejection
 from .tariffs import default_rate_staff, default_rate_warning
 
 PROGRESS_EVERY = 10_000
@@ -102,8 +102,12 @@ class PopulationReport(RowsOutcome):
     notes: tuple[str, ...] = ()  # whole-file remarks, e.g. why nobody was marked leaving
     tariff_default: int = 0  # staff of the source whose status matches no tariff rule
 
-    def diagnostics(self) -> list[str]:
-        return super().diagnostics() + [f"{self.file}: {note}" for note in self.notes]
+    def diagnostics(self, shown: int = SHOWN, report: str | None = None) -> list[str]:
+        return super().diagnostics(shown, report) + [f"{self.file}: {note}"
+                                                     for note in self.notes]
+
+    def details(self) -> list[str]:
+        return super().details() + [f"{self.file}: {note}" for note in self.notes]
 
     def summary(self) -> str:
         text = (f"{self.file}: {self.read} read, {self.created} created, {self.updated} updated, "
@@ -142,13 +146,14 @@ def import_population(conn: sqlite3.Connection, path: Path, source_name: str,
             unknown = batch.unknown()
             batch.discard(pid for _, pid in unknown)
             missing = [c for c in ("last_name", "first_name") if c not in rows.columns]
-            rejections += [Rejection(line, f"{rows.id_header} {pid} is not a known person, "
-                                     f"and this source has no {' or '.join(missing)} column "
-                                     "to create one") for line, pid in unknown]
+            rejections += [rejection(line, Problem(
+                f"{rows.id_header} is not a known person, and this source has no "
+                f"{' or '.join(missing)} column to create one", pid)) for line, pid in unknown]
         while conflicts := batch.ine_conflicts():  # a discarded holder may free nothing more
             batch.discard(c.id for c in conflicts)
-            rejections += [Rejection(c.line, f"INE {c.ine} is already held by another person: "
-                                     f"{c.holder}") for c in conflicts]
+            rejections += [rejection(c.line, Problem(
+                "INE is already held by another person", f"{c.ine}, held by {c.holder}"))
+                for c in conflicts]
         rejections.sort(key=attrgetter("line"))
         created, updated, unchanged = batch.counts(category, source_name)
         leaving = 0
@@ -281,7 +286,11 @@ def _split(line: str, separator: str) -> list[str]:
 # --- header and rows -----------------------------------------------------------------------
 
 class _FieldError(Exception):
-    """A field that cannot be stored; the message says why."""
+    """A field that cannot be stored; `problem` says why (the value apart)."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.rule)
+        self.problem = problem
 
 
 def _human_format(date_format: str) -> str:
@@ -347,14 +356,14 @@ class _Field:
         field, header = self.field, self.header
         if field in _DATES:
             if (iso := self._date(value)) is _INVALID:
-                raise _FieldError(f"{header} is not a valid {self._human} date: "
-                                  f"{value.strip()!r}")
+                raise _FieldError(Problem(f"{header} is not a valid {self._human} date",
+                                          value.strip()))
             return iso
         value = value.strip()
         if field is PersonField.INSTITUTIONAL_ID or field in (PersonField.LAST_NAME,
                                                               PersonField.FIRST_NAME):
             if not value:
-                raise _FieldError(f"{header} is empty")
+                raise _FieldError(Problem(f"{header} is empty"))
             return value
         if field is PersonField.STATUS_CODE:
             return value.lower() or None
@@ -366,7 +375,7 @@ class _Field:
             kind = {PersonField.INE: "an INE (11 letters or digits)",
                     PersonField.EMAIL: "a valid e-mail address",
                     PersonField.INDEX: "a whole number"}.get(field, "a year (4 digits)")
-            raise _FieldError(f"{header} is not {kind}: {value!r}")
+            raise _FieldError(Problem(f"{header} is not {kind}", value))
         return int(value) if field in (PersonField.ACADEMIC_YEAR,
                                        PersonField.FIRST_ENROLMENT_YEAR,
                                        PersonField.INDEX) else value
@@ -559,13 +568,13 @@ class _Rows:
                 row = rows[i]
             pid = row[id_slot]
             if (earlier := self._line_of_id.setdefault(pid, number)) != number:
-                self._reject(number, [f"duplicate {self.id_header} {pid}: already on line "
-                                      f"{earlier}"], pid)
+                self._reject(number, [Problem(f"duplicate {self.id_header}", pid,
+                                              f"already on line {earlier}")], pid)
                 continue
             if ine_slot is not None and (ine := row[ine_slot]) is not None \
                     and (earlier := self._line_of_ine.setdefault(ine, number)) != number:
-                self._reject(number, [f"duplicate {self._ine_header} {ine}: already on line "
-                                      f"{earlier}"], pid)
+                self._reject(number, [Problem(f"duplicate {self._ine_header}", ine,
+                                              f"already on line {earlier}")], pid)
                 continue
             good.append(row)
         return good
@@ -577,18 +586,18 @@ class _Rows:
         here (the caller checks duplicates); a rejected row's is.
         """
         separator, width = self._separator, self._width
-        problems: list[str] = []
+        problems: list[Problem] = []
         fields: list[str] | None
         try:
             fields = _split(line, separator)
         except csv.Error as exc:
             fields = None
-            problems.append(f"bad CSV quoting: {exc}")
+            problems.append(Problem(f"bad CSV quoting: {exc}"))
         if number in self._undecodable:
-            problems.append(self._undecodable[number])
+            problems.append(Problem(self._undecodable[number]))
         elif fields is not None and len(fields) != width:
-            problems.append(f"expected {width} fields separated by {separator!r}, "
-                            f"found {len(fields)}")
+            problems.append(Problem(f"expected {width} fields separated by {separator!r}",
+                                    detail=f"found {len(fields)}"))
         pid = fields[self._id_index].strip() \
             if fields is not None and self._id_index < len(fields) else None
         if not problems:  # a row: check every field
@@ -599,16 +608,17 @@ class _Rows:
                     row.append(field.convert(fields[field.index]))
                 except _FieldError as exc:
                     row.append(None)
-                    problems.append(str(exc))
+                    problems.append(exc.problem)
             if not problems:
                 return row
         if pid and (earlier := self._line_of_id.setdefault(pid, number)) != number:
-            problems.append(f"duplicate {self.id_header} {pid}: already on line {earlier}")
+            problems.append(Problem(f"duplicate {self.id_header}", pid,
+                                    f"already on line {earlier}"))
         self._reject(number, problems, pid)
         self.unidentified += pid is None
         return None
 
-    def _reject(self, number: int, problems: list[str], pid: str | None) -> None:
-        self.rejections.append(Rejection(number, "; ".join(problems)))
+    def _reject(self, number: int, problems: list[Problem], pid: str | None) -> None:
+        self.rejections.append(Rejection(number, tuple(problems)))
         if pid:
             self.present.append(pid)

@@ -9,10 +9,16 @@ connection:
 
 Ops are registered by the runtime: `server.register("status", handler)`; a handler gets the
 validated request dict (with its "op") and returns a dict (merged into the answer). It may
-block (an enrolment waits for a tap): each connection is served in its own thread, at
-most `max_clients` at once; beyond that a client gets a polite "busy" answer. Handlers
-raise `OpError("message")` for a clean error answer; any other exception is logged with
-its traceback and answered as an internal error. A handler registered with
+block (an enrolment waits for a tap): each request is served in its own thread, at most
+`max_clients` at once; beyond that a client gets a polite "busy" answer. Fairness: a
+connection holds no slot while it sends its request; the accept loop reads every request
+line itself, and a client that has not sent a whole line within `request_timeout` (short)
+gets an error and is closed; `light` ops (`status`, `ping`: quick, never blocking) have
+slots of their own, so idle or blocked clients never keep `badged status` from answering.
+Any malformed request (not JSON, not UTF-8, a lone surrogate, NaN, a number too long, the
+wrong fields) gets a clean error answer. Handlers raise `OpError("message")` for a clean
+error answer; any other exception is logged with its traceback and answered as an internal
+error. A handler registered with
 `cancellable=True` is called as `handler(request, cancelled)`: `cancelled` is a
 `threading.Event` set when the client hangs up (e.g. Ctrl-C on `badged enrol`), so a
 waiting enrolment stops instead of linking whatever card is tapped after the operator
@@ -27,11 +33,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import selectors
 import socket
 import stat
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -44,7 +52,10 @@ SOCKET_NAME = "control.sock"
 SOCKET_MODE = 0o660
 MAX_LINE = 64 * 1024  # request line limit (bytes, newline excluded)
 MAX_ANSWER = 16 * 1024 * 1024
-MAX_CLIENTS = 16
+MAX_CLIENTS = 16  # requests served at once (blocking ones included)
+LIGHT_SLOTS = 4  # more, for light ops only (status, ping)
+MAX_PENDING = 64  # connections still sending their request; beyond, the oldest is dropped
+REQUEST_TIMEOUT = 2.0  # seconds a client has to send its whole request line
 
 FieldType = type | tuple[type, ...]
 Handler = Callable[..., Mapping[str, Any] | None]
@@ -94,6 +105,16 @@ class _Op:
     required: Mapping[str, FieldType] = field(default_factory=dict)
     optional: Mapping[str, FieldType] = field(default_factory=dict)
     cancellable: bool = False
+    light: bool = False
+
+
+@dataclass
+class _Pending:
+    """A connection whose request line is still coming in."""
+
+    conn: socket.socket
+    deadline: float
+    buf: bytearray = field(default_factory=bytearray)
 
 
 class _BadRequestError(Exception):
@@ -111,12 +132,16 @@ class ControlServer:
     """
 
     def __init__(self, path: str | Path, *, max_clients: int = MAX_CLIENTS,
-                 request_timeout: float = 10.0) -> None:
+                 request_timeout: float = REQUEST_TIMEOUT, light_slots: int = LIGHT_SLOTS,
+                 max_pending: int = MAX_PENDING) -> None:
         self.path = Path(path)
         self.max_clients = max_clients
         self.request_timeout = request_timeout
+        self.max_pending = max_pending
         self._ops: dict[str, _Op] = {}
         self._slots = threading.BoundedSemaphore(max_clients)
+        self._light_slots = threading.BoundedSemaphore(light_slots)
+        self._pending: dict[int, _Pending] = {}  # by file descriptor, oldest first
         self._listener: socket.socket | None = None
         self._inode: tuple[int, int] | None = None
         self._selector: selectors.BaseSelector | None = None
@@ -126,20 +151,22 @@ class ControlServer:
         self._closing = threading.Event()
         self._conns: set[threading.Thread] = set()
         self._conns_lock = threading.Lock()
-        self.register("ping", lambda _req: {"pid": os.getpid()})
+        self.register("ping", lambda _req: {"pid": os.getpid()}, light=True)
 
     def register(self, op: str, handler: Handler, *,
                  required: Mapping[str, FieldType] | None = None,
                  optional: Mapping[str, FieldType] | None = None,
-                 cancellable: bool = False) -> None:
+                 cancellable: bool = False, light: bool = False) -> None:
         """Serve `op` with `handler(request)` (or `handler(request, cancelled)`).
 
         `required`/`optional` map field names to accepted types (`str`, `int`, `float` —
         an int is accepted where a float is expected —, `bool`, `list`, `dict`, or a tuple
         of them); any other field is refused. A null optional field counts as absent.
+        `light`: a quick op that never blocks (status): it has slots of its own.
         Re-registering an op replaces its handler (a reload).
         """
-        self._ops[op] = _Op(handler, dict(required or {}), dict(optional or {}), cancellable)
+        self._ops[op] = _Op(handler, dict(required or {}), dict(optional or {}), cancellable,
+                            light)
 
     def unregister(self, op: str) -> None:
         self._ops.pop(op, None)
@@ -239,69 +266,139 @@ class ControlServer:
     # serving -------------------------------------------------------------------------
 
     def _accept_loop(self) -> None:
+        """Accept, read every request line here (no slot held meanwhile), then dispatch."""
         assert self._selector is not None and self._listener is not None
-        while not self._closing.is_set():
-            for key, _ in self._selector.select():
-                if key.fileobj is not self._listener or self._closing.is_set():
-                    continue
-                try:
-                    conn, _addr = self._listener.accept()
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError as exc:
-                    log.warning("control socket accept failed: %s", exc)
-                    continue
-                conn.setblocking(True)
-                if not self._slots.acquire(blocking=False):
-                    self._refuse_busy(conn)
-                    continue
-                thread = threading.Thread(target=self._serve, args=(conn,),
-                                          name="control-conn", daemon=True)
-                with self._conns_lock:
-                    self._conns.add(thread)
-                try:
-                    thread.start()
-                except RuntimeError as exc:  # can't start new thread
-                    log.error("control socket: %s", exc)
-                    with self._conns_lock:
-                        self._conns.discard(thread)
-                    self._slots.release()
-                    conn.close()
+        try:
+            while not self._closing.is_set():
+                timeout = None
+                if self._pending:
+                    first = min(p.deadline for p in self._pending.values())
+                    timeout = max(0.0, first - time.monotonic())
+                for key, _ in self._selector.select(timeout):
+                    if self._closing.is_set():
+                        break
+                    if key.fileobj is self._listener:
+                        self._accept()
+                    elif key.fileobj is not self._wake_r:
+                        self._receive(key.fd)
+                now = time.monotonic()
+                for fd in [fd for fd, p in self._pending.items() if p.deadline <= now]:
+                    self._answer_now(self._drop(fd), {
+                        "ok": False, "error": "no complete request line received in time "
+                        f"({self.request_timeout:g} s)"})
+        finally:
+            for fd in list(self._pending):
+                self._drop(fd).close()
 
-    def _refuse_busy(self, conn: socket.socket) -> None:
-        log.warning("control socket: %d requests in progress, refusing a new one",
-                    self.max_clients)
+    def _accept(self) -> None:
+        assert self._listener is not None and self._selector is not None
+        while True:
+            try:
+                conn, _addr = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("control socket accept failed: %s", exc)
+                return
+            conn.setblocking(False)
+            if len(self._pending) >= self.max_pending:
+                oldest = next(iter(self._pending))
+                log.warning("control socket: %d connections sending no request, dropping "
+                            "the oldest", len(self._pending))
+                self._answer_now(self._drop(oldest), {
+                    "ok": False, "error": "too many connections waiting to send a request"})
+            self._pending[conn.fileno()] = _Pending(
+                conn, time.monotonic() + self.request_timeout)
+            self._selector.register(conn, selectors.EVENT_READ)
+
+    def _drop(self, fd: int) -> socket.socket:
+        """Stop watching a pending connection; the caller answers and/or closes it."""
+        assert self._selector is not None
+        pending = self._pending.pop(fd)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(pending.conn)
+        return pending.conn
+
+    def _receive(self, fd: int) -> None:
+        pending = self._pending.get(fd)
+        if pending is None:
+            return
+        try:
+            chunk = pending.conn.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+            pending.buf.clear()  # reset by the client: nothing to answer
+        newline = chunk.find(b"\n")
+        pending.buf += chunk if newline < 0 else chunk[:newline]
+        if chunk and newline < 0 and len(pending.buf) <= MAX_LINE:
+            return  # more to come
+        conn = self._drop(fd)
+        if not chunk and not pending.buf:  # gone without a word
+            conn.close()
+            return
+        try:
+            if len(pending.buf) > MAX_LINE:
+                raise _BadRequestError(f"request too long (more than {MAX_LINE} bytes)")
+            if not pending.buf.strip():
+                raise _BadRequestError("empty request: send one JSON object on one line")
+            op_name, op, request = self._prepare(bytes(pending.buf))
+        except _BadRequestError as exc:
+            log.info("control socket: bad request: %s", exc)
+            self._answer_now(conn, {"ok": False, "error": str(exc)})
+            return
+        self._start(conn, op_name, op, request)
+
+    def _start(self, conn: socket.socket, op_name: str, op: _Op,
+               request: dict[str, Any]) -> None:
+        """Serve a valid request in a thread of its pool, or answer "busy"."""
+        slots = self._light_slots if op.light else self._slots
+        if not slots.acquire(blocking=False):
+            log.warning("control socket: %d requests in progress, refusing %s",
+                        self.max_clients, op_name)
+            self._answer_now(conn, {"ok": False, "error": f"badged is busy ({self.max_clients} "
+                                    "requests in progress): try again"})
+            return
+        thread = threading.Thread(target=self._serve, args=(conn, op_name, op, request, slots),
+                                  name="control-conn", daemon=True)
+        with self._conns_lock:
+            self._conns.add(thread)
+        try:
+            thread.start()
+        except RuntimeError as exc:  # can't start new thread
+            log.error("control socket: %s", exc)
+            with self._conns_lock:
+                self._conns.discard(thread)
+            slots.release()
+            self._answer_now(conn, {"ok": False, "error": "badged cannot start a thread for "
+                                    "this request: try again"})
+
+    @staticmethod
+    def _answer_now(conn: socket.socket, answer: Mapping[str, Any]) -> None:
+        """A short answer from the accept loop: never blocks on a client that does not
+        read (an answer this small fits in the socket's buffer), then close."""
         with contextlib.suppress(OSError):
-            # Read the request first (briefly): closing with it unread could lose the
-            # answer (the client's send fails, or it reads a reset).
-            conn.settimeout(0.2)
-            with contextlib.suppress(_BadRequestError):
-                _read_line(conn, MAX_LINE)
-            conn.settimeout(1)
-            conn.sendall(_encode({"ok": False, "error": f"badged is busy ({self.max_clients} "
-                                  "requests in progress): try again"}))
+            conn.send(_encode(answer), socket.MSG_DONTWAIT)
         conn.close()
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, op_name: str, op: _Op, request: dict[str, Any],
+               slots: threading.BoundedSemaphore) -> None:
         try:
-            conn.settimeout(self.request_timeout)
-            try:
-                line = _read_line(conn, MAX_LINE)
-                answer = self._dispatch(line, conn)
-            except _BadRequestError as exc:
-                log.info("control socket: bad request: %s", exc)
-                answer = {"ok": False, "error": str(exc)}
+            conn.setblocking(True)
+            answer = self._run(op_name, op, request, conn)
             conn.settimeout(10)
             conn.sendall(_encode(answer))
         except OSError as exc:
             log.debug("control socket: client went away: %s", exc)
         finally:
             conn.close()
-            self._slots.release()
+            slots.release()
             with self._conns_lock:
                 self._conns.discard(threading.current_thread())
 
-    def _dispatch(self, line: bytes, conn: socket.socket) -> dict[str, Any]:
+    def _prepare(self, line: bytes) -> tuple[str, _Op, dict[str, Any]]:
+        """The op and the validated request of a line; _BadRequestError says what is wrong."""
         request = _parse(line)
         op_name = request.get("op")
         if not isinstance(op_name, str):
@@ -309,8 +406,11 @@ class ControlServer:
         op = self._ops.get(op_name)
         if op is None:
             known = ", ".join(sorted(self._ops))
-            raise _BadRequestError(f"unknown op {op_name!r} (known: {known})")
-        request = _validate(op_name, op, request)
+            raise _BadRequestError(f"unknown op {_shown(op_name)} (known: {known})")
+        return op_name, op, _validate(op_name, op, request)
+
+    def _run(self, op_name: str, op: _Op, request: dict[str, Any],
+             conn: socket.socket) -> dict[str, Any]:
         log.debug("control op %s", op_name)
         watcher = None
         try:
@@ -375,39 +475,58 @@ class _HangupWatcher:
         self._thread.join(timeout=1)
 
 
-def _read_line(conn: socket.socket, limit: int) -> bytes:
-    buf = bytearray()
-    while True:
-        try:
-            chunk = conn.recv(65536)
-        except TimeoutError:
-            raise _BadRequestError("no complete request line received in time") from None
-        if not chunk:
-            break
-        newline = chunk.find(b"\n")
-        if newline >= 0:
-            buf += chunk[:newline]
-            break
-        buf += chunk
-        if len(buf) > limit:
-            break
-    if len(buf) > limit:
-        raise _BadRequestError(f"request too long (more than {limit} bytes)")
-    if not buf.strip():
-        raise _BadRequestError("empty request: send one JSON object on one line")
-    return bytes(buf)
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _BadRequestError(f"the request has a number out of range: {text[:20]}")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise _BadRequestError(f"the request is not JSON: {name} is not a number")
 
 
 def _parse(line: bytes) -> dict[str, Any]:
     try:
-        request = json.loads(line.decode("utf-8"))
+        request = json.loads(line.decode("utf-8"), parse_float=_finite,
+                             parse_constant=_no_constant)
     except UnicodeDecodeError:
         raise _BadRequestError("the request is not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise _BadRequestError(f"the request is not JSON: {exc}") from None
+    except RecursionError:
+        raise _BadRequestError("the request is nested too deeply") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise _BadRequestError(f"the request is not usable JSON: {exc}") from None
     if not isinstance(request, dict):
         raise _BadRequestError("the request must be a JSON object")
+    if not _valid_text(request):
+        raise _BadRequestError("the request is not valid Unicode text (a lone surrogate "
+                               "in a string)")
     return request
+
+
+def _valid_text(value: Any) -> bool:
+    """No lone surrogate (JSON's "\\ud800") anywhere: handlers, logs and SQLite get text."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def _shown(text: str) -> str:
+    """A client's string in an error answer: quoted, and short."""
+    return repr(text if len(text) <= 60 else text[:60] + "…")
 
 
 def _type_ok(value: Any, expected: FieldType) -> bool:
@@ -416,7 +535,7 @@ def _type_ok(value: Any, expected: FieldType) -> bool:
         if t is float and isinstance(value, int | float) and not isinstance(value, bool):
             return True
         if t is int and isinstance(value, int) and not isinstance(value, bool):
-            return True
+            return -(1 << 63) <= value < 1 << 63  # what SQLite and the handlers can take
         if t not in (int, float) and isinstance(value, t):
             return True
     return False
@@ -437,7 +556,7 @@ def _validate(op_name: str, op: _Op, request: dict[str, Any]) -> dict[str, Any]:
             continue
         expected = op.required.get(name, op.optional.get(name))
         if expected is None:
-            problems.append(f"unknown field {name!r}")
+            problems.append(f"unknown field {_shown(name)}")
         elif value is None and name in op.optional:
             continue
         elif not _type_ok(value, expected):
@@ -451,7 +570,11 @@ def _validate(op_name: str, op: _Op, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _encode(answer: Mapping[str, Any]) -> bytes:
-    return json.dumps(answer, ensure_ascii=False, default=_json_default).encode() + b"\n"
+    text = json.dumps(answer, ensure_ascii=False, default=_json_default)
+    try:
+        return text.encode() + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate from somewhere: escaped, still JSON
+        return json.dumps(answer, default=_json_default).encode() + b"\n"
 
 
 def _json_default(value: Any) -> Any:

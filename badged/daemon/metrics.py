@@ -2,8 +2,8 @@
 
 Everything lives on a private `CollectorRegistry` (never prometheus_client's global one, so
 tests and several instances never collide) and `_created` series are disabled. Labels
-only ever carry reader names, reasons, task names, exchange kinds, card states and API
-op/code: never a person, a card id or free text.
+only ever carry reader names, reasons, task names, exchange kinds, card states, API
+op/code and access export names: never a person, a card id or free text.
 
     m = Metrics()
     server = m.serve(listen)      # MetricsBindError if the address is taken
@@ -160,6 +160,27 @@ class Metrics:
                                           "API CROUS requests, by operation and HTTP status.",
                                           ["op", "code"], registry=r)
 
+        # door-system exports
+        self.access_cards = Gauge("badged_access_cards_exported",
+                                  "Cards in the export's last run (valid and blocked).",
+                                  ["export"], registry=r)
+        self.access_last_success = Gauge(
+            "badged_access_last_success_timestamp_seconds",
+            "Unix time of the export's last success (written or unchanged), 0 if never.",
+            ["export"], registry=r)
+        self.access_last_run = Gauge("badged_access_last_run_timestamp_seconds",
+                                     "Unix time of the export's last attempt, 0 if never.",
+                                     ["export"], registry=r)
+        self.access_interval = Gauge("badged_access_interval_seconds",
+                                     "Scheduled interval of the export.", ["export"],
+                                     registry=r)
+        self.access_written = Counter("badged_access_exports_written_total",
+                                      "Exports delivered (files written; an unchanged "
+                                      "export writes nothing).", ["export"], registry=r)
+        self.access_failures = Counter("badged_access_failures_total",
+                                       "Failed export attempts (retried with a backoff).",
+                                       ["export"], registry=r)
+
         # config
         self.config_reload_ok = Gauge("badged_config_last_reload_successful",
                                       "0 if the last config reload was rejected, else 1.",
@@ -287,6 +308,37 @@ class Metrics:
     def crous_api_request(self, op: str, code: int | str) -> None:
         """One API CROUS request: `code` is the HTTP status, or e.g. "error" (no answer)."""
         self.crous_api_requests.labels(op=op, code=str(code)).inc()
+
+    # --- door-system exports ----------------------------------------------------------
+
+    def register_access(self, export: str, interval_seconds: float, *,
+                        last_success: float | None = None, last_run: float | None = None,
+                        cards: int | None = None) -> None:
+        """Create an export's series (times and count from the store; 0 if never)."""
+        self.access_interval.labels(export=export).set(interval_seconds)
+        self.access_last_success.labels(export=export).set(last_success or 0)
+        self.access_last_run.labels(export=export).set(last_run or 0)
+        self.access_cards.labels(export=export).set(cards or 0)
+        self.access_written.labels(export=export)
+        self.access_failures.labels(export=export)
+
+    def access_run(self, export: str, at: float, *, ok: bool, cards: int | None = None,
+                   written: bool = False) -> None:
+        """One attempt of an export at Unix time `at`."""
+        self.access_last_run.labels(export=export).set(at)
+        if not ok:
+            self.access_failures.labels(export=export).inc()
+            return
+        self.access_last_success.labels(export=export).set(at)
+        if cards is not None:
+            self.access_cards.labels(export=export).set(cards)
+        if written:
+            self.access_written.labels(export=export).inc()
+
+    def forget_access(self, export: str) -> None:
+        for metric in (self.access_cards, self.access_last_success, self.access_last_run,
+                       self.access_interval, self.access_written, self.access_failures):
+            _remove(metric, export)
 
     # --- config -----------------------------------------------------------------------
 

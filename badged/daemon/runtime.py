@@ -16,6 +16,7 @@ import logging
 import os
 import select
 import signal
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from ..crous.archives import archive_folder, clean_leftovers
 from ..crous.deadlines import academic_year_start, deadline
 from ..crous.tariffs import default_rate_staff
 from ..enrolment import EnrolmentError, Policy, enrol
+from ..store import access as access_store
 from ..store import cards, leases, outbox, people, stock
 from ..store.db import SharedStore, open_store
 from . import health, notify
@@ -45,10 +47,12 @@ from .pidlock import AlreadyRunning, DaemonLock
 from .taps import Taps
 
 if TYPE_CHECKING:
+    from ..access.export import RunResult
     from ..crous.mail import DeliveryReport
 
-# The exchange and mail code (email, smtplib, ssl, mailbox…) is imported by the jobs that
-# use it, not at start-up: most of the daemon's life is reading cards (bench/daemon.py).
+# The exchange and mail code (email, smtplib, ssl, mailbox…) and the door-system exports
+# are imported by the jobs that use them, not at start-up: most of the daemon's life is
+# reading cards (bench/daemon.py).
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +60,15 @@ MAINTENANCE, MAINTENANCE_SCHEDULE = "store-maintenance", "every day at 03:17"
 DELIVERY, DELIVERY_SCHEDULE = "outbox-delivery", "every 1 minutes"
 PURGE, PURGE_SCHEDULE = "archive-purge", "every day at 04:23"
 GAUGE_REFRESH_SECONDS = 30.0
+# How often the store's card-change marker is read for `on_change` exports (and due
+# retries of failed exports): a lost or stolen card is blocked at the doors within seconds.
+ACCESS_POLL_SECONDS = 5.0
 READER_FIRST_POLL_SECONDS = 5.0
 DAEMON = "the badged daemon"
 
 
 HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+MAX_ENROL_WAIT = 3600.0  # seconds an enrolment request may wait for its tap
 
 
 class StartError(Exception):
@@ -101,6 +109,11 @@ class Daemon:
         self.lock = DaemonLock(host.runtime_dir)
         self.metrics_server: Any = None
         self.last_reload: float | None = None
+        # Door-system exports: the change marker seen at start (an export never run waits
+        # for a change after it), `--full` requests, and each export's last result.
+        self._access_baseline = access_store.change_marker(self.job_conn)
+        self._access_full: set[str] = set()
+        self._access_results: dict[str, RunResult] = {}
         self._status_sent: str | None = None
         self.taps.on_change = self._poke  # the main loop sends the new STATUS=
 
@@ -123,8 +136,10 @@ class Daemon:
     def _start(self) -> None:
         listen = self.host.config.metrics_listen or self.site.school.metrics_listen
         self.metrics_server = self.metrics.serve(listen)  # MetricsBindError: not READY
-        self.control.register("status", lambda _req: self.status())
+        self.control.register("status", lambda _req: self.status(), light=True)
         self.control.register("exchange-run", self._exchange_run, required={"kind": str})
+        self.control.register("access-export", self._access_export,
+                              optional={"name": str, "full": bool})
         self.control.register("exchange-retry", self._exchange_retry,
                               optional={"batch": int})
         self.control.register("exchange-resend", self._exchange_resend,
@@ -155,6 +170,7 @@ class Daemon:
         ping = notify.watchdog_interval()
         next_ping = time.monotonic()
         next_gauges = time.monotonic() + GAUGE_REFRESH_SECONDS
+        next_access = time.monotonic()
         freshness = max(3 * self.readers.tick, ping or 0.0)
         while not self.stop_event.is_set():
             if self.reload_requested:
@@ -162,6 +178,10 @@ class Daemon:
                 self.reload()
             self.jobs.run_pending()
             now = time.monotonic()
+            if self.site.school.access_exports and now >= next_access:
+                self._access_tick()
+                now = time.monotonic()
+                next_access = now + ACCESS_POLL_SECONDS
             if ping is not None and now >= next_ping:
                 if now - self.readers.heartbeat <= freshness:
                     notify.watchdog()
@@ -174,6 +194,8 @@ class Daemon:
                 next_gauges = now + GAUGE_REFRESH_SECONDS
             self._send_status()
             waits = [next_gauges - now, 60.0]
+            if self.site.school.access_exports:
+                waits.append(next_access - now)
             if ping is not None:
                 waits.append(next_ping - now)
             job_wait = self.jobs.seconds_until_next()
@@ -263,10 +285,22 @@ class Daemon:
             self.metrics.register_exchange(ex.kind.value)
             self.jobs.add(name, parse_schedule(ex.schedule),
                           functools.partial(self._exchange, ex.kind))
+        for export_name, export in self.site.school.access_exports.items():
+            name = f"access-{export_name}"
+            wanted.add(name)
+            schedule = parse_schedule(export.schedule)
+            last = access_store.state(self.job_conn, export_name)
+            self.metrics.register_access(
+                export_name, schedule.interval_seconds,
+                last_success=last.last_success_at if last else None,
+                last_run=last.last_run_at if last else None, cards=last.cards if last else None)
+            self.jobs.add(name, schedule, functools.partial(self._access, export_name))
         for name in set(self.jobs.names) - wanted:  # an exchange removed by a reload
             self.jobs.remove(name)
             if name.startswith("exchange-"):
                 self.metrics.forget_exchange(name.removeprefix("exchange-"))
+            if name.startswith("access-"):
+                self.metrics.forget_access(name.removeprefix("access-"))
 
     def _exchange(self, kind: ExchangeKind) -> dict[str, Any]:
         """Job `exchange-KIND`: write the due batch, then deliver the outbox."""
@@ -282,6 +316,55 @@ class Daemon:
             log.info("exchange %s: batch %d with %d line(s) written", kind.value,
                      result.batch_id, len(changes.lines))
         return result.to_json()
+
+    def _access(self, name: str) -> dict[str, Any]:
+        """Job `access-NAME`: export the cards to a door system (fails if not delivered)."""
+        from ..access import export as access
+
+        full = name in self._access_full
+        self._access_full.discard(name)
+        self._access_results.pop(name, None)
+        now = datetime.now(UTC)
+        try:
+            result = access.run(self.job_conn, self.host, self.site, name, now, full=full)
+        except access.AccessError:
+            self.metrics.access_run(name, now.timestamp(), ok=False)
+            self._access_results.pop(name, None)
+            raise
+        self._access_results[name] = result
+        p = result.plan
+        self.metrics.access_run(name, now.timestamp(), ok=result.ok, cards=p.cards,
+                                written=result.written)
+        if not result.ok:
+            retry = datetime.fromtimestamp(result.retry_at or 0, UTC)
+            raise access.AccessError(f"not delivered ({result.failures} failure(s) in a "
+                                     f"row, retry at {retry:%H:%M:%S} UTC; the previous "
+                                     f"export stays in place): {result.error}")
+        if result.written:
+            log.info("access export %s: %d card(s) (%d valid, %d blocked) written to %s: %s",
+                     name, p.cards, p.valid, p.blocked, p.destination,
+                     ", ".join(f"{p.count(w)} {w}" for w in ("added", "blocked", "unblocked",
+                                                            "changed", "removed")
+                               if p.count(w)) or "no card changed")
+        return result.to_json()
+
+    def _access_tick(self) -> None:
+        """Run the `on_change` exports whose cards changed, and the retries that are due."""
+        from ..access.export import due
+
+        try:
+            marker = access_store.change_marker(self.job_conn)
+            states = {name: access_store.state(self.job_conn, name)
+                      for name in self.site.school.access_exports}
+        except sqlite3.Error as exc:  # a busy store: next tick
+            log.warning("access exports: cannot read the store: %s", exc)
+            return
+        for name, why in due(self.site.school.access_exports, states, marker=marker,
+                                    baseline=self._access_baseline, now=time.time()):
+            if self.stop_event.is_set():
+                return
+            log.info("access export %s: running now (%s)", name, why)
+            self.jobs.run_now(f"access-{name}")
 
     def _deliver(self) -> None:
         """Job `outbox-delivery`: send the pending batches whose backoff is over.
@@ -363,6 +446,24 @@ class Daemon:
             raise OpError(f"{name} failed: {result.error}")
         return {"result": result.value}
 
+    def _access_export(self, request: dict[str, Any]) -> dict[str, Any]:
+        """`badged access export [NAME]`: run the export(s) now, answer their results."""
+        names = [request["name"]] if request.get("name") else list(
+            self.site.school.access_exports)
+        results = []
+        for name in names:
+            job = f"access-{name}"
+            if job not in self.jobs.names:
+                raise OpError(f"school {self.site.id} has no access export {name!r} (known: "
+                              f"{', '.join(self.site.school.access_exports) or 'none'})")
+            if request.get("full"):
+                self._access_full.add(name)
+            outcome = self.jobs.run_now(job)
+            result = self._access_results.get(name)
+            if result is None:  # it failed before delivering (e.g. a name not encodable)
+                raise OpError(outcome.error or f"{job} failed")
+            results.append(result.to_json())
+        return {"results": results}
     def _exchange_retry(self, request: dict[str, Any]) -> dict[str, Any]:
         """Deliver the pending batches (or one) now, ignoring their backoff."""
         from ..crous import exchanges
@@ -394,11 +495,13 @@ class Daemon:
     def _enrol(self, request: dict[str, Any], cancelled: threading.Event) -> dict[str, Any]:
         """Wait for the next tap on an enrolment reader, then link it to the person."""
         person_id = request["person"]
+        wait = float(request.get("wait_seconds") or 30.0)
+        if not 0 < wait <= MAX_ENROL_WAIT:
+            raise OpError(f"wait_seconds must be more than 0 and at most {MAX_ENROL_WAIT:g}")
         with self.store.use() as conn:
             if people.get(conn, person_id) is None:
                 raise OpError(f"unknown person {person_id!r} (add them with badged person "
                               "add, or import the registry)")
-        wait = float(request.get("wait_seconds") or 30.0)
         pattern = request.get("reader")
         desks = self.readers.present(ReaderRole.ENROLMENT)
         if not match_readers(pattern, desks):  # at once: no wait for a reader not there

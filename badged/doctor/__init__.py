@@ -51,7 +51,7 @@ def skip(check: str, detail: str) -> Check:
 
 def run(host_path: Path, *, timeout: float = 10.0) -> list[Check]:
     """Every check of this host, in order."""
-    from . import config, crous_api, keys, pcsc, smtp, system
+    from . import access, config, crous_api, keys, pcsc, smtp, system
 
     found: list[Check] = []
     host, site = config.load(host_path, found)
@@ -69,6 +69,7 @@ def run(host_path: Path, *, timeout: float = 10.0) -> list[Check]:
             lambda: keys.checks(host, site),
             lambda: smtp.checks(host, site, timeout),
             lambda: crous_api.checks(site, timeout),
+            lambda: access.checks(host, site),
         ]
     families += [
         lambda: system.disk(host),

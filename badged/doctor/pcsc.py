@@ -3,12 +3,15 @@ configured reader present, a SAM where the school expects one."""
 
 from __future__ import annotations
 
+import json
 import os
+import pwd
 import re
 import shutil
 import socket
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 from ..cards.pcsc import CardConnection, PcscError, list_readers, match_readers
@@ -48,19 +51,48 @@ def checks(site: Site, user: str) -> list[Check]:
     if sock.status == "fail":
         out.append(skip("readers", "pcscd is not reachable"))
         return out
-    try:
-        readers = list_readers()
-    except PcscError as exc:
+    readers, error, who = _list_as(user)
+    if error is not None:
         fix = "systemctl start pcscd.socket (and check journalctl -u pcscd)"
-        if "polkit" in str(exc):
+        if who == user and user != pwd.getpwuid(os.geteuid()).pw_name:
+            fix = (f"let {user} reach {socket_path()} (the modes of its folders), then "
+                   "systemctl restart pcscd.socket")
+        if "polkit" in error:
             fix = f"install systemd/badged-pcscd.rules as {RULE_FILE}"
-        out.append(fail("pcscd", f"not reachable as {user}: {exc}", fix))
+        out.append(fail("pcscd", f"not reachable as {who}: {error}", fix))
         out.append(skip("readers", "pcscd is not reachable"))
         return out
-    out.append(ok("pcscd", f"reachable as {user} at {socket_path()}, "
-                  f"{len(readers)} reader(s): {', '.join(readers) or 'none'}"))
+    seen = f"reachable as {who} at {socket_path()}, {len(readers)} reader(s): " + (
+        ", ".join(readers) or "none")
+    version = pcscd_version()
+    if who != user and version is not None and version >= (2, 0):
+        out.append(warn("pcscd", f"{seen}; not checked as {user} (polkit may refuse it)",
+                        f"run doctor as root to connect as {user}"))
+    else:
+        out.append(ok("pcscd", seen))
     out += _readers(site, readers)
     return out
+
+
+def _list_as(user: str) -> tuple[list[str], str | None, str]:
+    """The readers pcscd lists, asked as the service user when we are root (runuser),
+    else as ourselves: (readers, error or None, who asked)."""
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+    if os.geteuid() == 0 and user != me and runuser:
+        try:
+            out = subprocess.run([runuser, "-u", user, "--", sys.executable, "-m",
+                                  "badged.doctor.pcsc_probe"], capture_output=True, text=True,
+                                 timeout=30, check=False)
+            answer = json.loads(out.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+            pass  # cannot run as the service user here: ask as root below
+        else:
+            return answer.get("readers", []), answer.get("error"), user
+    try:
+        return list_readers(), None, me
+    except PcscError as exc:
+        return [], str(exc), me
 
 
 def _socket(user: str) -> Check:

@@ -76,7 +76,11 @@ def daemon(host: Host, answer: dict[str, Any] | ControlError) -> list[Check]:
     if isinstance(answer, ControlError):
         return [fail("daemon", f"{path}: {answer}", "check the socket's group (badged) and "
                      "that this user is a member of it")]
-    return [ok("daemon", f"pid {answer.get('pid')}, up {answer.get('uptime_seconds')} s: "
-               f"{answer.get('summary')}")]
+    seen = f"pid {answer.get('pid')}, up {answer.get('uptime_seconds')} s: "
+    problems = answer.get("problems") or []
+    if problems:
+        return [warn("daemon", seen + "degraded: " + "; ".join(problems),
+                     "badged status shows each problem; the lines above say how to fix them")]
+    return [ok("daemon", seen + str(answer.get("summary")))]
 
 

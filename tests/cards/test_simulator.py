@@ -533,7 +533,8 @@ BAD = {
     "bad-uid-unquoted": "2:6: uid: must be a quoted hex string (unquoted digits are a number)",
     "bad-unknown-key": "3:1: colour: unknown key (allowed: name, uid, random_uid, picc, "
     "applications, atr, version, free_memory)",
-    "bad-yaml-syntax": "4:4: (yaml): expected <block end>, but found '<block mapping start>'",
+    "bad-yaml-syntax": "4:4: (yaml): expected <block end>, but found '<block mapping start>' "
+    "(while parsing a block collection at line 3, column 3)",
 }
 
 

@@ -11,6 +11,8 @@ from badged.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
+S = "tree/schools/school.yaml"
+
 CASES = {
     "unknown-key": ["tree/schools/school.yaml:8:1: colour: unknown key"],
     "wrong-type": ["tree/schools/school.yaml:9:18: card_stock.low_threshold: must be a "
@@ -40,8 +42,65 @@ CASES = {
                              "be 'identifier', 'institutional_id', 'ine', 'last_name', "
                              "'first_name', 'email', 'birth_date', 'rne_org_code', "
                              "'id_company_rate', 'id_rate', 'due_date', 'category', "
-                             "'crous_number', 'csn' or 'kind'"],
+                             "'crous_number', 'csn', 'kind', 'card_id', 'valid_from', "
+                             "'valid_until', 'valid', 'blocked', 'state' or 'school_name'"],
+    # door-system exports (access_exports)
+    "access-no-destination": [f"{S}:14:18: access_exports.doors.destination: give exactly "
+                              "one destination: directory: {path: …} or sftp: {host: …}"],
+    "access-two-destinations": [f"{S}:15:7: access_exports.doors.destination: give exactly "
+                                "one destination: directory: {path: …} or sftp: {host: …}"],
+    "access-generic-without-layout": [f"{S}:12:5: access_exports.doors.layout: a generic "
+                                      "export needs a layout (an id of layouts/)"],
+    "access-layout-not-generic": [f"{S}:13:5: access_exports.doors.layout: format til has its "
+                                  "own columns: a layout is for the generic format only"],
+    "access-unknown-layout": [f"{S}:13:13: access_exports.doors.layout: unknown layout "
+                              "'doors' (known: crous-default)"],
+    "access-layout-crous-fields": [
+        f"{S}:13:13: access_exports.doors.layout: layout 'crous-default' shows id_rate, which "
+        "a door-system export does not have (it can show: birth_date, blocked, card_id, "
+        "category, crous_number, csn, email, first_name, identifier, ine, institutional_id, "
+        "last_name, school_name, state, valid, valid_from, valid_until)"],
+    "access-fields-in-crous-layout": [f"{S}:8:5: exchanges.0: layout 'crous-default' shows "
+                                      "card_id: fields of door-system exports, not of CROUS "
+                                      "files"],
+    "access-max-lines-not-p2s": [f"{S}:13:5: access_exports.doors.max_lines: max_lines "
+                                 "splits P2S files only"],
+    "access-world-readable-mode": [f"{S}:14:57: access_exports.doors.destination.directory."
+                                   "mode: mode 0644 lets others read or write the file: the "
+                                   "cards of the school are never world-readable (e.g. "
+                                   "'0640')"],
+    "access-literal-key": [f"{S}:18:14: access_exports.doors.destination.sftp.key: a secret "
+                           "is a reference, never a literal value: write {file: PATH} or "
+                           "{credential: NAME}"],
+    "access-bad-csn-form": [f"{S}:13:10: access_exports.doors.csn: input should be 'hex', "
+                            "'reversed_hex', 'decimal' or 'reversed_decimal'"],
+    "access-same-file": [f"{S}:18:16: access_exports.doors-too.file_name: writes the same "
+                         "file as export 'doors': give it another file_name or destination"],
+    "access-file-name-path": [f"{S}:13:16: access_exports.doors.file_name: "
+                              "'../etc/cards.csv' is not a plain file name (no '/', no "
+                              "leading '.')"],
     "empty-file": ["tree/layouts/crous-default.yaml:1:1: empty file"],
+    "schema-error-and-dangling-reference": [
+        "tree/schools/school.yaml:4:8: comue: unknown COMUE 'nowhere' (known: imposed, open)",
+        "tree/schools/school.yaml:8:1: colour: unknown key"],
+    # Hostile YAML: one located line each, at once, whatever PyYAML alone would do.
+    "yaml-control-character": ["tree/schools/school.yaml:2:12: character U+0007 is not "
+                               "allowed in YAML (a control character?)"],
+    "yaml-recursive-alias": ["tree/schools/school.yaml:8:20: recursive alias *readers: it "
+                             "refers to a value that contains it"],
+    "yaml-deep-nesting": ["tree/schools/school.yaml:8:42: nested too deeply: more than 32 "
+                          "levels"],
+    "yaml-complex-key": ["tree/schools/school.yaml:8:3: tag !!set not supported: plain YAML "
+                         "only (strings, numbers, booleans, null, lists, mappings)"],
+    "yaml-long-integer": ["tree/schools/school.yaml:8:29: number too long: 5000 characters, "
+                          "at most 64"],
+    "yaml-alias-bomb": ["tree/schools/school.yaml:6:10: too many nodes: more than 10000 (an "
+                        "alias counts as the whole value it stands for)"],
+    "yaml-foreign-tag": ["tree/schools/school.yaml:2:7: tag !!python/object/apply:os.system "
+                         "not supported: plain YAML only (strings, numbers, booleans, null, "
+                         "lists, mappings)"],
+    "yaml-lone-surrogate": ["tree/schools/school.yaml:2:7: not valid Unicode text (a lone "
+                            "surrogate)"],
     "ten-errors": [
         "tree/card-profiles/profile.yaml:1:13: technology: must be 'desfire-ev1'",
         "tree/card-profiles/profile.yaml:3:10: applications.0.aid: 'F585' is not an AID: "

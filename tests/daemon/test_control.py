@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from badged.daemon.control import (
     MAX_LINE,
@@ -97,6 +99,19 @@ def test_fields_are_validated_and_passed(server: ControlServer) -> None:
     (b'{"op": "echo", "text": "x", "sudo": 1}\n', "unknown field 'sudo'"),
     (b'{"op": "echo", "text": null}\n', "field 'text' must be a string"),
     (b"\n", "empty request"),
+    # lone surrogates, in a value, a key, the op: a clean error, never an internal one
+    (b'{"op": "echo", "text": "\\ud800"}\n', "lone surrogate"),
+    (b'{"op": "echo", "\\udc80": "x"}\n', "lone surrogate"),
+    (b'{"op": "\\ud800"}\n', "lone surrogate"),
+    (b'{"op": "echo", "text": "x", "ratio": NaN}\n', "NaN is not a number"),
+    (b'{"op": "echo", "text": "x", "ratio": -Infinity}\n', "-Infinity is not a number"),
+    (b'{"op": "echo", "text": "x", "ratio": 1e999}\n', "number out of range"),
+    (b'{"op": "echo", "text": "x", "count": 1' + b"0" * 5000 + b'}\n', "not usable JSON"),
+    (b'{"op": "echo", "text": "x", "count": 1' + b"0" * 30 + b'}\n',
+     "field 'count' must be an integer"),
+    (b'{"op": "echo", "text": ' + b"[" * 40000 + b"]" * 40000 + b"}\n", "request too long"),
+    (b'{"op": "echo", "text": ' + b"[" * 20000 + b"]" * 20000 + b"}\n", "nested too deeply"),
+    (b'{"op": "' + b"x" * 1000 + b'"}\n', "unknown op 'xxxxxxxxxx"),
 ])
 def test_malformed_requests_get_an_error_answer(server: ControlServer, payload: bytes,
                                                 message: str) -> None:
@@ -172,7 +187,8 @@ def test_blocking_handlers_run_concurrently_and_the_rest_is_refused(
 
     srv = ControlServer(socket_path(runtime_dir), max_clients=3)
     srv.register("wait", wait)
-    srv.register("status", lambda req: {})
+    srv.register("plain", lambda req: {})
+    srv.register("status", lambda req: {}, light=True)
     answers: list[dict[str, Any]] = []
     with srv:
         threads = [threading.Thread(target=lambda: answers.append(
@@ -182,7 +198,9 @@ def test_blocking_handlers_run_concurrently_and_the_rest_is_refused(
         for _ in range(3):
             assert entered.acquire(timeout=5)
         with pytest.raises(RequestError, match="busy"):
-            ControlClient(srv.path).request("status", timeout=5)
+            ControlClient(srv.path).request("plain", timeout=5)
+        # a light op has slots of its own: status answers while every slot is blocked
+        assert ControlClient(srv.path).request("status", timeout=5) == {"ok": True}
         release.set()
         for t in threads:
             t.join(5)
@@ -324,3 +342,119 @@ def test_permission_denied(server: ControlServer) -> None:
     assert os.waitstatus_to_exitcode(status) == 4, message
     assert f"permission denied on {server.path}" in message
     assert "group badged" in message
+
+
+# --- fairness --------------------------------------------------------------------------------
+
+def idle_connections(path: Path, n: int, first_bytes: bytes = b"") -> list[socket.socket]:
+    socks = []
+    for _ in range(n):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(str(path))
+        if first_bytes:
+            sock.sendall(first_bytes)
+        socks.append(sock)
+    return socks
+
+
+def test_idle_connections_hold_no_slot(runtime_dir: Path) -> None:
+    """16 idle connections (and 16 half-sent requests): status still answers at once.
+
+    The client's own timeout (1 s) is the bound: before, every slot was held by an idle
+    connection until its 10 s timeout, and a client waited for "busy".
+    """
+    with ControlServer(socket_path(runtime_dir), request_timeout=30) as srv:
+        srv.register("status", lambda req: {"up": True}, light=True)
+        srv.register("plain", lambda req: {"done": True})
+        socks = idle_connections(srv.path, 16) + idle_connections(srv.path, 16, b'{"op": ')
+        try:
+            assert ControlClient(srv.path).request("status", timeout=1) == {"ok": True,
+                                                                            "up": True}
+            assert ControlClient(srv.path).request("plain", timeout=1)["done"] is True
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+def test_a_slow_sender_is_cut_at_the_request_deadline(runtime_dir: Path) -> None:
+    """A client trickling its request byte by byte (for 10 s) is answered within its own
+    3 s timeout: request_timeout bounds the whole line, not each byte."""
+    stop = threading.Event()
+    with ControlServer(socket_path(runtime_dir), request_timeout=0.5) as srv, \
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(srv.path))
+
+        def trickle() -> None:
+            for byte in b'{"op": "ping"' + b" " * 200:
+                if stop.wait(0.05):
+                    return
+                try:
+                    sock.send(bytes([byte]))
+                except OSError:
+                    return
+
+        sender = threading.Thread(target=trickle)
+        sender.start()
+        try:
+            sock.settimeout(3)
+            answer = json.loads(sock.makefile("rb").readline())
+        finally:
+            stop.set()
+            sender.join(5)
+    assert answer == {"ok": False,
+                      "error": "no complete request line received in time (0.5 s)"}
+
+
+def test_beyond_max_pending_the_oldest_idle_connection_is_dropped(runtime_dir: Path) -> None:
+    with ControlServer(socket_path(runtime_dir), request_timeout=30, max_pending=3) as srv:
+        socks = idle_connections(srv.path, 3)
+        try:
+            assert ControlClient(srv.path).request("ping", timeout=2)["ok"]
+            socks[0].settimeout(5)
+            assert json.loads(socks[0].recv(4096))["error"] == (
+                "too many connections waiting to send a request")
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+# --- fuzzing -------------------------------------------------------------------------------
+
+# Text with lone surrogates too (JSON can carry them as "\ud800" escapes).
+any_text = st.text(max_size=20) | st.text(st.characters(categories=["Cs", "Ll", "Zs"]),
+                                          max_size=6)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | any_text,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8),
+                                                                      children, max_size=3),
+    max_leaves=8)
+requests = st.one_of(
+    st.binary(max_size=200).map(lambda b: b + b"\n"),
+    st.fixed_dictionaries({"op": st.sampled_from(["status", "ping", "echo", "crash-free"])},
+                          optional={"text": json_values, "count": json_values,
+                                    "ratio": json_values, "flag": json_values,
+                                    "other": json_values}).map(
+        lambda r: json.dumps(r).encode() + b"\n"),
+    any_text.map(lambda t: json.dumps({"op": "echo", "text": t}).encode() + b"\n"),
+    any_text.map(lambda t: json.dumps({"op": t, t: 1}).encode() + b"\n"),
+)
+
+
+@pytest.fixture(scope="module")
+def fuzz_server() -> Iterator[ControlServer]:
+    with tempfile.TemporaryDirectory(prefix="bd-", dir="/tmp") as tmp:
+        srv = ControlServer(socket_path(tmp), request_timeout=2)
+        srv.register("status", lambda req: {"readers": 2}, light=True)
+        srv.register("echo", lambda req: dict(req), required={"text": str},
+                     optional={"count": int, "ratio": float, "flag": bool})
+        with srv:
+            yield srv
+
+
+@given(requests)
+def test_fuzzed_requests_get_a_clean_answer(fuzz_server: ControlServer, payload: bytes) -> None:
+    answer = raw(fuzz_server.path, payload)
+    assert isinstance(answer, dict) and isinstance(answer.get("ok"), bool)
+    if not answer["ok"]:
+        assert isinstance(answer["error"], str)
+        assert "internal error" not in answer["error"]

@@ -50,6 +50,12 @@ CONTRACT = {
     "badged_exchange_last_sent_timestamp_seconds": ("gauge", {"kind"}),
     "badged_academic_year_start_timestamp_seconds": ("gauge", set()),
     "badged_card_stock_low_threshold": ("gauge", set()),
+    "badged_access_cards_exported": ("gauge", {"export"}),
+    "badged_access_last_success_timestamp_seconds": ("gauge", {"export"}),
+    "badged_access_last_run_timestamp_seconds": ("gauge", {"export"}),
+    "badged_access_interval_seconds": ("gauge", {"export"}),
+    "badged_access_exports_written_total": ("counter", {"export"}),
+    "badged_access_failures_total": ("counter", {"export"}),
 }
 
 
@@ -80,6 +86,9 @@ def fill(m: Metrics) -> None:
     m.set_academic_year_start(1_725_141_600.0)
     m.crous_api_request("create_user", 201)
     m.crous_api_request("create_user", "error")
+    m.register_access("til", 3600, last_success=1_700_000_000.0, cards=12)
+    m.access_run("til", 1_700_003_600.0, ok=True, cards=13, written=True)
+    m.access_run("til", 1_700_007_200.0, ok=False)
     m.config_reload(False)
 
 

@@ -157,7 +157,7 @@ def test_metrics_promtool_clean_and_a_tap_is_counted(site: Site, pcsc, insert_ca
         assert secret not in text.upper()
     for name, labels, _ in samples(text):
         assert set(labels) <= {"version", "reader", "reason", "state", "task", "kind", "op",
-                               "code", "le"}, name
+                               "code", "export", "le"}, name
 
     status = daemon.status()
     assert set(status) >= STATUS_KEYS
@@ -235,6 +235,20 @@ def test_readme_demo_runs_answers_status_and_stops(tmp_path: Path,
                 text = answer.read().decode()
             promtool_check(text)
             assert f'badged_card_reads_total{{reader="{LOOKUP}"}} 1.0' in text
+
+            # `badged doctor` as the demo prints it: every precondition ok (the clock may
+            # warn where NTP is unknown, the disk of a full machine).
+            [doctor_line] = [line for line in b"".join(output).decode().splitlines()
+                             if line.startswith("  doctor ")]
+            *assignments, _ = doctor_line.split()[1:-1]
+            doctor_env = {**demo_env, **dict(a.split("=", 1) for a in assignments)}
+            doctor = subprocess.run([str(BADGED), "doctor"], capture_output=True, text=True,
+                                    env=doctor_env, timeout=60, check=False)
+            assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+            statuses = {line.split()[0] for line in doctor.stdout.splitlines()[:-1]}
+            assert statuses <= {"ok", "warn"}, doctor.stdout
+            assert all(line.startswith("ok") or line.startswith(("warn  clock", "warn  disk"))
+                       for line in doctor.stdout.splitlines()[:-1]), doctor.stdout
 
             # The README's desk enrolment with the second demo card.
             enrol = subprocess.Popen([str(BADGED), *demo_host, "enrol", "--person",

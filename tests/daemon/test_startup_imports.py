@@ -25,7 +25,7 @@ NOT_AT_START = (
     "badged.cards.simulator", "badged.cards.vpcd", "badged.cards.pcscd_sandbox",
     "badged.demo", "badged.enrolment_batch", "badged.config.schema", "badged.config.show",
     "badged.cli.exchange", "badged.cli.population", "badged.cli.crous", "badged.cli.card",
-    "badged.doctor", "badged.cli.doctor",
+    "badged.doctor", "badged.cli.doctor", "badged.access", "badged.cli.access",
     "smtplib", "mailbox", "httpx", "paramiko", "hypothesis", "ansible", "jsonschema",
     "aiosmtpd",
 )

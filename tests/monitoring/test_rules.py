@@ -31,12 +31,15 @@ EXPECTED_ALERTS = {
     "BadgedCrousDeadlineMissed",
     "BadgedCrousDeadlineNear",
     "BadgedCardStockLow",
+    "BadgedAccessExportStale",
 }
 # Extensions of docs/contracts.md's metrics that the rules need (the daemon must export them).
 NEW_METRICS = {
     "badged_exchange_last_sent_timestamp_seconds",
     "badged_academic_year_start_timestamp_seconds",
     "badged_card_stock_low_threshold",
+    "badged_access_last_run_timestamp_seconds",
+    "badged_access_interval_seconds",
 }
 METRIC_NAME = re.compile(r"\bbadged_[a-z0-9_]+\b")
 
