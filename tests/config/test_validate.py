@@ -72,7 +72,7 @@ CASES = {
     "access-literal-key": [f"{S}:18:14: access_exports.doors.destination.sftp.key: a secret "
                            "is a reference, never a literal value: write {file: PATH} or "
                            "{credential: NAME}"],
-    "access-bad-csn-form": [f"{S}:13:10: access_exports.doors.csn: input should be 'hex', "
+    "access-bad-csn-form": [f"{S}:13:10: access_exports.doors.csn: must be 'hex', "
                             "'reversed_hex', 'decimal' or 'reversed_decimal'"],
     "access-same-file": [f"{S}:18:16: access_exports.doors-too.file_name: writes the same "
                          "file as export 'doors': give it another file_name or destination"],
