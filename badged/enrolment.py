@@ -17,7 +17,15 @@ from .store import cards, people, stock
 
 
 class EnrolmentError(Exception):
-    """The card cannot be linked; the message says why and what to do."""
+    """The card cannot be linked; the message says why and what to do.
+
+    `rule` says the same without the card, the person or the number (personal data): what a
+    batch prints on stderr, which ends up in the journal.
+    """
+
+    def __init__(self, message: str, rule: str) -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 @dataclass(frozen=True)
@@ -59,18 +67,21 @@ def _crous_number(conn: sqlite3.Connection, csn: str, from_card: str | None,
         number = int(from_card)
         if from_csv is not None and from_csv != number:
             raise EnrolmentError(f"card {csn} holds CROUS number {number} but the CROUS "
-                                   f"CSV links it to {from_csv}: ask the CROUS which is right")
+                                 f"CSV links it to {from_csv}: ask the CROUS which is right",
+                                 "the card's CROUS number differs from the CROUS CSV's")
         other = cards.holder_of_crous_number(conn, number)
         if from_csv is None and other is not None and other != csn:
             raise EnrolmentError(f"card {csn} holds CROUS number {number}, which the CROUS "
-                                   f"CSV gives to card {other}")
+                                 f"CSV gives to card {other}",
+                                 "the card's CROUS number belongs to another card")
         return number, "card+csv" if from_csv is not None else "card"
     if from_csv is not None:
         return from_csv, "csv"
     if not policy.allow_unknown_to_crous:
         raise EnrolmentError(f"card {csn} is unknown to the CROUS card CSV (import it with "
-                               "badged crous import-cards, or allow unknown cards in the "
-                               "school's enrolment settings)")
+                             "badged crous import-cards, or allow unknown cards in the "
+                             "school's enrolment settings)",
+                             "card unknown to the CROUS card CSV")
     return None, "none"
 
 
@@ -91,12 +102,14 @@ def enrol_in_transaction(conn: sqlite3.Connection, person_id: str, csn: str, pol
     who = who or actor()
     if people.get(conn, person_id) is None:
         raise EnrolmentError(f"unknown person {person_id!r} (add them with badged "
-                               "person add, or import the registry)")
+                             "person add, or import the registry)", "unknown person")
     card = cards.get(conn, csn)
     if card is not None and card.person_id not in (None, person_id):
-        raise EnrolmentError(f"card {csn} is already linked to {card.person_id}")
+        raise EnrolmentError(f"card {csn} is already linked to {card.person_id}",
+                             "card already linked to another person")
     if card is not None and card.state != "active":
-        raise EnrolmentError(f"card {csn} is {card.state}: it cannot be enrolled")
+        raise EnrolmentError(f"card {csn} is {card.state}: it cannot be enrolled",
+                             f"card {card.state}: it cannot be enrolled")
     number, source = _crous_number(conn, csn, crous_number_on_card, policy)
     if card is not None:  # the same card tapped again for the same person
         return Enrolled(csn, person_id, card.crous_number, source, False,
@@ -105,8 +118,8 @@ def enrol_in_transaction(conn: sqlite3.Connection, person_id: str, csn: str, pol
     older = [c for c in cards.for_person(conn, person_id) if c.state == "active"]
     if older and policy.second_card == "refuse":
         raise EnrolmentError(f"{person_id} already has an active card "
-                               f"({', '.join(c.csn for c in older)}): declare it lost, "
-                               "broken or expired first")
+                             f"({', '.join(c.csn for c in older)}): declare it lost, "
+                             "broken or expired first", "the person already has an active card")
     for old in older:
         cards.set_state(conn, old.csn, "active", "expired", f"replaced by {csn}", who, "HS")
     cards.link(conn, csn, person_id, number, who)

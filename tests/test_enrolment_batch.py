@@ -33,11 +33,13 @@ def test_partial_batch(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--host-config", str(host), "enrol", "--csv",
                                        str(MIXED)])
     assert result.exit_code == 3, result.output
-    assert result.stderr.splitlines() == [
-        f"{MIXED}:4: unknown person 'nobody' (add them with badged person add, or import "
-        "the registry)",
-        f"{MIXED}:5: CSN 'ZZ' is not 4 to 10 bytes of hex",
-        f"{MIXED}:6: expected 'person_id;csn', got 1 field(s)",
+    assert result.stderr.splitlines() == [  # no CSN, no person: they go to --report only
+        f"{MIXED}:4: unknown person",
+        f"{MIXED}:5: CSN is not 4 to 10 bytes of hex",
+        f"{MIXED}:6: expected 'person_id;csn': got 1 field(s)",
+        f"{MIXED}: 1 rejected: CSN is not 4 to 10 bytes of hex",
+        f"{MIXED}: 1 rejected: expected 'person_id;csn'",
+        f"{MIXED}: 1 rejected: unknown person",
     ]
     assert result.stdout == f"{MIXED}: 6 read, 2 linked, 1 unchanged, 3 rejected\n"
     conn = open_store(tmp_path / "state")
@@ -54,3 +56,19 @@ def test_strict_batch_links_nothing(tmp_path: Path) -> None:
     conn = open_store(tmp_path / "state")
     assert cards.get(conn, "04112233445566") is None
     assert not conn.execute("SELECT count(*) FROM stock_moves").fetchone()[0]
+
+
+def test_the_report_file_has_the_cards_and_people(tmp_path: Path) -> None:
+    host = setup(tmp_path)
+    report = tmp_path / "enrol-report.txt"
+    result = CliRunner().invoke(main, ["--host-config", str(host), "enrol", "--csv",
+                                       str(MIXED), "--report", str(report)])
+    assert result.exit_code == 3, result.output
+    assert "nobody" not in result.stderr and "04A1A2A3A4A5A6" not in result.stderr
+    assert report.stat().st_mode & 0o777 == 0o600
+    assert report.read_text().splitlines() == [
+        f"{MIXED}:4: unknown person: \"unknown person 'nobody' (add them with badged person "
+        "add, or import the registry)\"",
+        f"{MIXED}:5: CSN is not 4 to 10 bytes of hex: 'ZZ'",
+        f"{MIXED}:6: expected 'person_id;csn': got 1 field(s)",
+    ]

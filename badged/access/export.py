@@ -143,7 +143,9 @@ def plan(conn: sqlite3.Connection, host: Host, site: Site, name: str, now: datet
     epoch_ms = int(now.timestamp() * 1000)
     try:
         if export.format is AccessFormat.P2S:
-            first = full or last is None or last.last_written_at is None
+            # Every card: the first time, when asked, or to a new destination.
+            first = (full or last is None or last.last_written_at is None
+                     or last.destination != where)
             changed = {c.csn for c in changes}
             due = lines if first else [li for li in lines if li.card.csn in changed]
             files = formats.files(spec, due, file_name=base, epoch_ms=epoch_ms)
@@ -199,13 +201,14 @@ def run(conn: sqlite3.Connection, host: Host, site: Site, name: str, now: dateti
         except DestinationError as exc:
             failures, retry = _failed(conn, name, str(exc), at)
             return RunResult(p, False, str(exc), failures, retry)
+    changed = {c.csn for c in p.changes if c.what != "removed"}
     store.record_success(
         conn, name, destination=p.destination, digest=p.digest,
         files=[f.name for f in p.files],
-        cards=[(li.card.csn, li.card.person_id, "valid" if li.card.valid else "blocked",
-                li.fingerprint) for li in p.lines],
-        count=p.cards, marker=p.marker, at=at, written=not p.unchanged,
-        cards_changed=bool(p.changes))
+        upsert=[(li.card.csn, li.card.person_id, "valid" if li.card.valid else "blocked",
+                 li.fingerprint) for li in p.lines if li.card.csn in changed],
+        remove=[c.csn for c in p.changes if c.what == "removed"],
+        count=p.cards, marker=p.marker, at=at, written=not p.unchanged)
     return RunResult(p, not p.unchanged)
 
 

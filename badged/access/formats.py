@@ -10,11 +10,13 @@ error naming the holder, never a silent `?`.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from ..config.model import (
     ACCESS_STATUS_FIELDS,
@@ -73,16 +75,18 @@ class Spec:
         return None
 
 
-@dataclass(frozen=True)
-class Line:
-    """One card's line, as the list of its field texts."""
+class Line(NamedTuple):
+    """One card's line: the texts of its fields, and their digest (what the store keeps
+    of a delivered line, to tell a changed one)."""
 
     card: DoorCard
     fields: tuple[str, ...]
+    fingerprint: str
 
-    @property
-    def fingerprint(self) -> str:
-        return hashlib.blake2b("\x1f".join(self.fields).encode(), digest_size=16).hexdigest()
+    @classmethod
+    def of(cls, card: DoorCard, fields: list[str]) -> Line:
+        digest = hashlib.blake2b("\x1f".join(fields).encode(), digest_size=16).hexdigest()
+        return cls(card, tuple(fields), digest)
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,14 @@ class RenderedFile:
     content: bytes
 
 
+# A population shares few dates (end of rights, enrolment days): each is formatted once.
+@functools.lru_cache(maxsize=8192)
+def _strftime(day: date, fmt: str) -> str:
+    return day.strftime(fmt)
+
+
 def _dmy(day: date) -> str:
-    return day.strftime("%d/%m/%Y")
+    return _strftime(day, "%d/%m/%Y")
 
 
 def _birth(card: DoorCard) -> date:
@@ -108,7 +118,7 @@ def _til(card: DoorCard, spec: Spec) -> list[str]:
 
 def _synchronic(card: DoorCard, spec: Spec) -> list[str]:
     def ymd(day: date) -> str:
-        return min(day, NO_END).strftime("%Y%m%d")
+        return _strftime(min(day, NO_END), "%Y%m%d")
     return [card.person_id, card.last_name, card.first_name, card.card_id(spec.csn),
             ymd(card.valid_from), ymd(card.valid_until), "NON" if card.valid else "OUI",
             _dmy(_birth(card)), spec.school_name]
@@ -116,7 +126,7 @@ def _synchronic(card: DoorCard, spec: Spec) -> list[str]:
 
 def _p2s(card: DoorCard, spec: Spec) -> list[str]:
     return [card.person_id, card.last_name, card.first_name, card.card_id(spec.csn),
-            card.valid_from.strftime("%Y/%m/%d"), card.valid_until.strftime("%Y/%m/%d"),
+            _strftime(card.valid_from, "%Y/%m/%d"), _strftime(card.valid_until, "%Y/%m/%d"),
             "0" if card.valid else "1", _dmy(_birth(card)), spec.school_name]
 
 
@@ -138,7 +148,7 @@ def _generic(card: DoorCard, spec: Spec) -> list[str]:
         if value is None:
             out.append("")
         elif isinstance(value, date):
-            out.append(value.strftime(column.format or layout.date_format))
+            out.append(_strftime(value, column.format or layout.date_format))
         else:
             out.append(str(value))
     return out
@@ -156,7 +166,7 @@ def lines(spec: Spec, cards: Sequence[DoorCard]) -> list[Line]:
     if not spec.carries_status:
         chosen = [c for c in chosen if c.valid]
     row = _ROW[spec.format]
-    return [Line(card, tuple(row(card, spec))) for card in chosen]
+    return [Line.of(card, row(card, spec)) for card in chosen]
 
 
 def encode(spec: Spec, rows: Sequence[Line]) -> bytes:

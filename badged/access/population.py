@@ -8,10 +8,10 @@ the source's grace days).
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 from ..config.model import CsnForm
 from ..crous.deadlines import PARIS
@@ -20,9 +20,8 @@ from ..crous.deadlines import PARIS
 NO_END = date(2037, 12, 31)
 
 
-@dataclass(frozen=True)
-class DoorCard:
-    """One card as a door system sees it."""
+class DoorCard(NamedTuple):
+    """One card as a door system sees it (a tuple: a population is tens of thousands)."""
 
     csn: str                 # upper-case hex, as stored
     state: str               # the card's life-cycle state
@@ -46,49 +45,63 @@ class DoorCard:
 
 def csn_form(csn: str, form: CsnForm) -> str:
     """The CSN in the form a door system reads: hex, byte-reversed hex, or either as decimal."""
-    raw = bytes.fromhex(csn)
-    if form in (CsnForm.REVERSED_HEX, CsnForm.REVERSED_DECIMAL):
-        raw = raw[::-1]
-    if form in (CsnForm.HEX, CsnForm.REVERSED_HEX):
-        return raw.hex().upper()
-    return str(int.from_bytes(raw, "big"))
+    if form is CsnForm.HEX:
+        return csn.upper()
+    if form is CsnForm.DECIMAL:
+        return str(int(csn, 16))
+    reversed_hex = bytes.fromhex(csn)[::-1].hex().upper()
+    return reversed_hex if form is CsnForm.REVERSED_HEX else str(int(reversed_hex, 16))
 
 
 def _local_day(stamp: str | None) -> date | None:
+    """The Paris day of a stored time stamp. The store writes UTC (`+00:00`): Paris is a
+    whole number of hours off UTC, so the day only depends on the UTC hour, and a
+    population's thousands of stamps share a few thousand hours (cached)."""
     if not stamp:
         return None
+    if stamp.endswith("+00:00") and len(stamp) >= 19:
+        return _paris_day_of_utc_hour(stamp[:13])
     moment = datetime.fromisoformat(stamp)
     return moment.astimezone(PARIS).date() if moment.tzinfo else moment.date()
 
 
+@functools.lru_cache(maxsize=65536)
+def _paris_day_of_utc_hour(hour: str) -> date:
+    return datetime.fromisoformat(f"{hour}:00:00+00:00").astimezone(PARIS).date()
+
+
+@functools.lru_cache(maxsize=65536)
 def _day(text: str | None) -> date | None:
     return date.fromisoformat(text) if text else None
 
 
-def door_cards(rows: Iterable[sqlite3.Row | Mapping], today: date,
+def door_cards(rows: Iterable[Sequence], today: date,
                leaving_grace_days: Mapping[str, int]) -> list[DoorCard]:
-    """DoorCards from `store.access.cards_with_holders` rows, judged on `today` (Paris).
+    """DoorCards from `store.access.cards_with_holders` rows (tuples in the order of its
+    CARD_COLUMNS), judged on `today` (Paris).
 
     `leaving_grace_days`: per registry source, how long a person absent from its full
     export keeps their rights.
     """
     out = []
-    for r in rows:
-        end = _day(r["end_of_rights"])
+    day = _day
+    for (csn, state, crous_number, enrolled_at, updated_at, person_id, last_name,
+         first_name, birth_date, email, ine, category, end_of_rights, leaving_since,
+         source) in rows:
+        end = day(end_of_rights)
         gone = end is not None and end < today
-        left = _day(r["leaving_since"])
-        if left is not None:
-            grace = leaving_grace_days.get(r["source"] or "", 0)
+        if leaving_since is not None:
+            left = day(leaving_since)
+            grace = leaving_grace_days.get(source or "", 0)
             gone = gone or left + timedelta(days=grace) <= today
-        changed = _local_day(r["updated_at"]) or today
+        changed = _local_day(updated_at) or today
         out.append(DoorCard(
-            csn=r["csn"], state=r["state"], valid=r["state"] == "active" and not gone,
-            person_id=r["person_id"], last_name=r["last_name"], first_name=r["first_name"],
-            birth_date=_day(r["birth_date"]), email=r["email"], ine=r["ine"],
-            category=r["category"], crous_number=r["crous_number"],
-            valid_from=_local_day(r["enrolled_at"]) or changed,
+            csn=csn, state=state, valid=state == "active" and not gone,
+            person_id=person_id, last_name=last_name, first_name=first_name,
+            birth_date=day(birth_date), email=email, ine=ine, category=category,
+            crous_number=crous_number, valid_from=_local_day(enrolled_at) or changed,
             valid_until=end or NO_END, changed_on=changed,
-            enrolled_at=r["enrolled_at"] or r["updated_at"]))
+            enrolled_at=enrolled_at or updated_at))
     return out
 
 

@@ -1,16 +1,24 @@
-"""`badged crous …`: exchanges with the CROUS (the card CSV import, for now)."""
+"""`badged crous …`: the CROUS card CSV import, and the API CROUS (sync, errors, tariffs)."""
 
 from __future__ import annotations
 
+import json
+import sys
 from contextlib import closing
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..crous.cards_csv import CardsFileError, import_cards
+from ..daemon.control import ControlClient, DaemonUnreachable, RequestError, socket_path
 from ..store.db import open_store
 from . import (
+    EXIT_PARTIAL,
     Context,
+    bypass_only_if_down,
     fail,
     finish_import,
     main,
@@ -24,7 +32,7 @@ from . import (
 
 @main.group()
 def crous() -> None:
-    """Exchanges with the CROUS: card CSV import."""
+    """The CROUS: card CSV import; API CROUS sync, its errors, its tariff rules."""
 
 
 @crous.command("import-cards")
@@ -59,3 +67,125 @@ def import_cards_command(ctx: Context, file: Path, inverse_csn: bool, strict: bo
                 report_file.discard()
             fail(str(exc))
     finish_import(report, report_file)
+
+
+# --- API CROUS ------------------------------------------------------------------------------
+# The sync modules (and httpx) are imported inside the commands: `badged run` loads this
+# module too, and a mail-only school's daemon never needs them.
+
+def _print_sync(result: dict[str, Any]) -> None:
+    if result["dry_run"]:
+        click.echo(f"dry run ({', '.join(result['kinds'])}): {result['people']} holder(s) and "
+                   f"{result['cards']} card(s) to tell; no call made")
+        for call in result["planned"]:
+            click.echo(f"  {call['method']:5} {call['path']}  ({call['why']})")
+        return
+    click.echo(f"sync ({', '.join(result['kinds'])}): {result['done']} told, "
+               f"{result['failed']} refused, {result['pending']} left for the next run, "
+               f"{result['calls']} call(s) in {result['duration_seconds']:.1f} s: "
+               f"{result['outcome']}")
+    for f in result["failures"]:
+        flag = "blocking" if f["blocking"] else "retried next run"
+        status = f["status"] if f["status"] is not None else "-"
+        click.echo(f"  {f['subject']} {f['key']}: {f['operation']} {status} "
+                   f"{f['code'] or ''} {f['message']} ({flag})", err=True)
+
+
+@crous.command("sync")
+@click.option("--dry-run", is_flag=True, help="Print the planned calls; make none.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@user_errors
+def sync_command(ctx: Context, dry_run: bool, as_json: bool) -> None:
+    """API CROUS: tell the CROUS the holders, cards and cancels that changed.
+
+    Runs in the daemon when it is up (so runs never overlap), else from here. Exit 0 when
+    everything is told, 3 when some were refused or left for the next run, 1 when the run
+    was aborted (credentials, CROUS unreachable).
+    """
+    try:
+        answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
+            "crous-sync", dry_run=dry_run, timeout=3600)
+        result = answer["result"]
+    except DaemonUnreachable as exc:
+        bypass_only_if_down(ctx, exc, "not syncing from here: two runs would tell the CROUS "
+                            "twice; see `badged crous errors`")
+        click.echo("badged is not running: syncing from here", err=True)
+        result = _sync_here(ctx, dry_run)
+    except RequestError as exc:
+        fail(f"error: {exc.error}")
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        _print_sync(result)
+    if result["dry_run"]:
+        return
+    if result["outcome"].startswith("aborted"):
+        fail(f"error: sync {result['outcome']}")
+    if result["failed"] or result["pending"]:
+        sys.exit(EXIT_PARTIAL)
+
+
+def _sync_here(ctx: Context, dry_run: bool) -> dict[str, Any]:
+    from ..crous.api import ApiError
+    from ..crous.sync import SyncError, sync
+
+    site = ctx.host.load_site()
+    with closing(open_store(ctx.host.state_dir)) as conn:
+        try:
+            return sync(conn, site, datetime.now(UTC), dry_run=dry_run).to_json()
+        except (SyncError, ApiError) as exc:
+            fail(f"error: {exc}")
+
+
+@crous.command("errors")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@user_errors
+def errors_command(ctx: Context, as_json: bool) -> None:
+    """What the API CROUS refused, per person and card: operation, code, tries, blocking."""
+    from ..store import crous_api
+
+    with closing(open_store(ctx.host.state_dir)) as conn:
+        errors = crous_api.errors(conn)
+    if as_json:
+        click.echo(json.dumps([asdict(e) for e in errors], indent=2, ensure_ascii=False))
+        return
+    if not errors:
+        click.echo("no API CROUS error")
+        return
+    for e in errors:
+        flag = "BLOCKING" if e.blocking else "retried next run"
+        status = e.status if e.status is not None else "-"
+        click.echo(f"{e.subject} {e.key}: {e.operation} HTTP {status} {e.code or ''} "
+                   f"{e.message} [{flag}] {e.tries} tr{'ies' if e.tries > 1 else 'y'}, "
+                   f"last {e.last_at}")
+
+
+@crous.command("tariffs")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@user_errors
+def tariffs_command(ctx: Context, as_json: bool) -> None:
+    """Fetch the CROUS's tariff rules and print how they differ from the YAML (never applied).
+
+    Exit 0 when they match, 3 when they differ.
+    """
+    from ..crous.api import ApiError
+    from ..crous.tariff_rules import TariffRulesError, fetch_and_compare
+
+    site = ctx.host.load_site()
+    try:
+        count, differences = fetch_and_compare(site)
+    except (ApiError, TariffRulesError) as exc:
+        fail(f"error: {exc}")
+    if as_json:
+        click.echo(json.dumps({"crous_rules": count, "tariffs": site.school.tariffs,
+                               "differences": [d.to_json() for d in differences]}, indent=2))
+    else:
+        click.echo(f"CROUS {site.school.crous}: {count} rule(s); tariffs/{site.school.tariffs}"
+                   f".yaml: {len(differences)} difference(s)")
+        for d in differences:
+            click.echo(f"  {d}")
+    if differences:
+        sys.exit(EXIT_PARTIAL)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,17 @@ from ..enrolment_batch import enrol_file
 from ..lifecycle import actor
 from ..store import people
 from ..store.db import open_store
-from . import EXIT_PARTIAL, Context, bypass_only_if_down, fail, main, pass_ctx, user_errors
+from . import (
+    Context,
+    bypass_only_if_down,
+    fail,
+    finish_import,
+    main,
+    open_report,
+    pass_ctx,
+    report_option,
+    user_errors,
+)
 
 
 @main.command("enrol")
@@ -30,10 +39,12 @@ from . import EXIT_PARTIAL, Context, bypass_only_if_down, fail, main, pass_ctx, 
               metavar="FILE", help="Batch: lines 'person_id;csn' (no tap).")
 @click.option("--strict", is_flag=True, help="With --csv: link nothing if any line is bad.")
 @click.option("--json", "as_json", is_flag=True)
+@report_option
 @pass_ctx
 @user_errors
 def enrol_command(ctx: Context, person_id: str | None, reader: str | None, timeout: float,
-                  csv_file: Path | None, strict: bool, as_json: bool) -> None:
+                  csv_file: Path | None, strict: bool, as_json: bool,
+                  report_path: Path | None) -> None:
     """Link the next card tapped on an enrolment reader to a person, through the daemon
     (or reading the reader directly when no daemon runs); or link a batch with --csv.
 
@@ -46,7 +57,7 @@ def enrol_command(ctx: Context, person_id: str | None, reader: str | None, timeo
     if (person_id is None) == (csv_file is None):
         raise click.UsageError("give either --person ID or --csv FILE")
     if csv_file is not None:
-        _batch(ctx, csv_file, strict)
+        _batch(ctx, csv_file, strict, report_path)
         return
     assert person_id is not None
     try:
@@ -96,13 +107,15 @@ def _text(done: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _batch(ctx: Context, path: Path, strict: bool) -> None:
+def _batch(ctx: Context, path: Path, strict: bool, report_path: Path | None) -> None:
     site = ctx.host.load_site()
+    report_file = open_report(report_path)
     conn = open_store(ctx.host.state_dir)
-    report = enrol_file(conn, path, Policy.of(site.school.enrolment, site.comue),
-                        strict=strict)
-    for line in report.rejections:
-        click.echo(line, err=True)
-    click.echo(report.summary())
-    if report.rejections:
-        sys.exit(1 if strict else EXIT_PARTIAL)
+    try:
+        report = enrol_file(conn, path, Policy.of(site.school.enrolment, site.comue),
+                            strict=strict)
+    except BaseException:
+        if report_file is not None:
+            report_file.discard()
+        raise
+    finish_import(report, report_file)

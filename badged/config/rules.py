@@ -32,6 +32,7 @@ from .model import (
     SamKey,
     School,
     Tariffs,
+    TokenFlow,
 )
 
 FILE_NAME_FIELDS = {"school", "kind", "date", "uai", "crous"}
@@ -166,6 +167,10 @@ def crous_rules(doc: Document, crous: Crous, known: Known) -> Iterator[ConfigIss
     if crous.layout not in known.layouts:
         where = ("layout",) if "layout" in doc.data else ()
         yield _unknown(doc, where, "layout", crous.layout, known.layouts)
+    api = crous.api
+    if api is not None and api.token_flow is TokenFlow.OAUTH2 and api.token_url is None:
+        yield doc.issue(("api",), "the oauth2 token flow needs token_url (or set "
+                        "token_flow: legacy)", shown_path=("api", "token_url"))
 
 
 def profile_rules(doc: Document, profile: CardProfile) -> Iterator[ConfigIssue]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -180,3 +180,32 @@ def compute_all(conn: sqlite3.Connection, site: Site, kinds: Iterable[ExchangeKi
             reason += f" (changed since batch {previous[1]})"
         result.lines.append(Line(person["id"], reason, values, fingerprint))
     return results
+
+
+@dataclass(frozen=True)
+class Classified:
+    """A person's line now, whatever was sent before (the API sync compares it itself)."""
+
+    person: sqlite3.Row
+    kind: ExchangeKind
+    values: dict[LayoutField, Any]
+    reason: str
+    left: date | None  # the day their leaving became effective, if it has
+
+
+def classify_all(conn: sqlite3.Connection, site: Site, now: datetime,
+                 ever_sent: set[str]) -> Iterator[Classified]:
+    """Every person's kind and line now (one per person), for the API CROUS sync.
+
+    `ever_sent`: people the CROUS heard of from us (a départ is only told to them).
+    """
+    ctx = _Context.of(site, now)
+    seen: set[str] = set()
+    for person in store.people_with_cards(conn):
+        if person["id"] in seen:
+            continue
+        seen.add(person["id"])
+        left = ctx.leaving_since(person)
+        found = _classify(ctx, person, left, ever_sent)
+        if found is not None:
+            yield Classified(person, found[0], found[1], found[2], left)

@@ -137,8 +137,8 @@ def plan(conn: sqlite3.Connection, site: Site, kind: ExchangeKind, now: datetime
                   when)
     result.late = is_late(conn, site, kind, when, now)
     if ex.transport == "api":
-        result.notes.append("transport api: the API CROUS push is not available in this "
-                            "version; this exchange is planned only")
+        result.notes.append("transport api: told to the API CROUS person by person by "
+                            "`badged crous sync` (scheduled), not sent as a file")
     return result
 
 
@@ -174,8 +174,8 @@ def write(conn: sqlite3.Connection, site: Site, kind: ExchangeKind,
     try:
         p = plan(conn, site, kind, now)
         if p.transport != "mail":
-            raise ExchangeError(f"{kind.value}: transport {p.transport} is not available in "
-                                "this version (only mail)")
+            raise ExchangeError(f"{kind.value} goes by the API CROUS: run `badged crous "
+                                "sync` (--dry-run shows what it would tell)")
         if not p.changes.lines:
             conn.execute("ROLLBACK")
             return p, None

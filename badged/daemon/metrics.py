@@ -159,6 +159,24 @@ class Metrics:
         self.crous_api_requests = Counter("badged_crous_api_requests_total",
                                           "API CROUS requests, by operation and HTTP status.",
                                           ["op", "code"], registry=r)
+        self.crous_sync_duration = Gauge("badged_crous_sync_duration_seconds",
+                                         "Duration of the last API CROUS sync.", registry=r)
+        self.crous_people_in_error = Gauge(
+            "badged_crous_people_in_error",
+            "People (or their cards) the API CROUS refused, by whether it blocks them.",
+            ["blocking"], registry=r)
+        self.crous_pending_changes = Gauge(
+            "badged_crous_pending_changes",
+            "Holders and cards the API CROUS still has to be told.", registry=r)
+        self.crous_sync_last_run = Gauge(
+            "badged_crous_sync_last_run_timestamp_seconds",
+            "Unix time the last API CROUS sync ended, 0 if never.", registry=r)
+        self.crous_sync_last_success = Gauge(
+            "badged_crous_sync_last_success_timestamp_seconds",
+            "Unix time the last API CROUS sync that was not aborted ended, 0 if never.",
+            registry=r)
+        for blocking in ("true", "false"):
+            self.crous_people_in_error.labels(blocking=blocking)
 
         # door-system exports
         self.access_cards = Gauge("badged_access_cards_exported",
@@ -306,8 +324,20 @@ class Metrics:
         (self.exchange_sent if sent else self.exchange_failures).labels(kind=kind).inc()
 
     def crous_api_request(self, op: str, code: int | str) -> None:
-        """One API CROUS request: `code` is the HTTP status, or e.g. "error" (no answer)."""
+        """One API CROUS request: `code` is the HTTP status, or "timeout"/"network"."""
         self.crous_api_requests.labels(op=op, code=str(code)).inc()
+
+    def crous_sync(self, duration: float) -> None:
+        self.crous_sync_duration.set(duration)
+
+    def set_crous_state(self, *, in_error: Mapping[bool, int], pending: int,
+                        last_run: float | None, last_success: float | None) -> None:
+        """The API CROUS gauges, from the store (store.crous_api)."""
+        for blocking, n in in_error.items():
+            self.crous_people_in_error.labels(blocking=str(blocking).lower()).set(n)
+        self.crous_pending_changes.set(pending)
+        self.crous_sync_last_run.set(last_run or 0)
+        self.crous_sync_last_success.set(last_success or 0)
 
     # --- door-system exports ----------------------------------------------------------
 

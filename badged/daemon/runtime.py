@@ -36,7 +36,7 @@ from ..crous.deadlines import academic_year_start, deadline
 from ..crous.tariffs import default_rate_staff
 from ..enrolment import EnrolmentError, Policy, enrol
 from ..store import access as access_store
-from ..store import cards, leases, outbox, people, stock
+from ..store import cards, crous_api, leases, outbox, people, stock
 from ..store.db import SharedStore, open_store
 from . import health, notify
 from .control import ControlServer, OpError, socket_path
@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 MAINTENANCE, MAINTENANCE_SCHEDULE = "store-maintenance", "every day at 03:17"
 DELIVERY, DELIVERY_SCHEDULE = "outbox-delivery", "every 1 minutes"
 PURGE, PURGE_SCHEDULE = "archive-purge", "every day at 04:23"
+CROUS_SYNC = "crous-sync"
 GAUGE_REFRESH_SECONDS = 30.0
 # How often the store's card-change marker is read for `on_change` exports (and due
 # retries of failed exports): a lost or stolen card is blocked at the doors within seconds.
@@ -138,6 +139,7 @@ class Daemon:
         self.metrics_server = self.metrics.serve(listen)  # MetricsBindError: not READY
         self.control.register("status", lambda _req: self.status(), light=True)
         self.control.register("exchange-run", self._exchange_run, required={"kind": str})
+        self.control.register("crous-sync", self._crous_sync_op, optional={"dry_run": bool})
         self.control.register("access-export", self._access_export,
                               optional={"name": str, "full": bool})
         self.control.register("exchange-retry", self._exchange_retry,
@@ -276,15 +278,18 @@ class Daemon:
         self.jobs.add(DELIVERY, parse_schedule(DELIVERY_SCHEDULE), self._deliver)
         self.jobs.add(PURGE, parse_schedule(PURGE_SCHEDULE), self._purge)
         for ex in self.site.school.exchanges:
-            if ex.transport != "mail":
-                log.warning("exchange %s: transport %s is not available in this version: "
-                            "not scheduled", ex.kind.value, ex.transport)
-                continue
             name = f"exchange-{ex.kind.value}"
             wanted.add(name)
+            if ex.transport == "api":  # the API CROUS sync of this kind's people
+                self.jobs.add(name, parse_schedule(ex.schedule),
+                              functools.partial(self._crous_sync, [ex.kind]))
+                continue
             self.metrics.register_exchange(ex.kind.value)
             self.jobs.add(name, parse_schedule(ex.schedule),
                           functools.partial(self._exchange, ex.kind))
+        if any(ex.transport == "api" for ex in self.site.school.exchanges):
+            wanted.add(CROUS_SYNC)  # every api kind at once, on demand (`badged crous sync`)
+            self.jobs.add(CROUS_SYNC, None, functools.partial(self._crous_sync, None))
         for export_name, export in self.site.school.access_exports.items():
             name = f"access-{export_name}"
             wanted.add(name)
@@ -317,6 +322,29 @@ class Daemon:
                      result.batch_id, len(changes.lines))
         return result.to_json()
 
+    def _crous_sync(self, kinds: list[ExchangeKind] | None) -> dict[str, Any]:
+        """Job `exchange-KIND` of an api exchange (or `crous-sync`, every api kind)."""
+        from ..crous.sync import sync  # httpx only for schools that use the API
+
+        report = sync(self.job_conn, self.site, datetime.now(UTC), kinds=kinds,
+                      on_request=self.metrics.crous_api_request)
+        self.metrics.crous_sync(report.duration)
+        self._refresh_crous_gauges()
+        if report.done or report.failed:
+            log.info("API CROUS sync: %d told, %d refused, %d left, %d call(s): %s",
+                     report.done, report.failed, report.pending, report.calls, report.outcome)
+        if report.aborted:
+            raise RuntimeError(f"API CROUS sync {report.outcome}")
+        return report.to_json()
+
+    def _refresh_crous_gauges(self) -> None:
+        if not any(ex.transport == "api" for ex in self.site.school.exchanges):
+            return
+        with self.store.use() as conn:
+            last_run, last_success = crous_api.last_runs(conn)
+            self.metrics.set_crous_state(in_error=crous_api.error_counts(conn),
+                                         pending=crous_api.pending_changes(conn),
+                                         last_run=last_run, last_success=last_success)
     def _access(self, name: str) -> dict[str, Any]:
         """Job `access-NAME`: export the cards to a door system (fails if not delivered)."""
         from ..access import export as access
@@ -415,6 +443,7 @@ class Daemon:
             sent = dict(conn.execute(
                 "SELECT kind, max(sent_at) FROM batches WHERE state = 'sent' GROUP BY kind"))
         self.metrics.set_outbox_pending(pending)
+        self._refresh_crous_gauges()
         with self.store.use() as conn:
             self.metrics.set_card_stock(stock.level(conn), school.card_stock.low_threshold)
             self.metrics.set_tariff_default_people(
@@ -441,9 +470,26 @@ class Daemon:
         name = f"exchange-{kind.value}"
         if name not in self.jobs.names:
             raise OpError(f"school {self.site.id} has no mail exchange {kind.value}")
+        if any(ex.kind is kind and ex.transport == "api" for ex in self.site.school.exchanges):
+            raise OpError(f"{kind.value} goes by the API CROUS: run `badged crous sync`")
         result = self.jobs.run_now(name)
         if not result.ok:
             raise OpError(f"{name} failed: {result.error}")
+        return {"result": result.value}
+
+    def _crous_sync_op(self, request: dict[str, Any]) -> dict[str, Any]:
+        """`badged crous sync [--dry-run]` through the daemon: runs never overlap."""
+        if CROUS_SYNC not in self.jobs.names:
+            raise OpError(f"school {self.site.id} has no exchange with transport api")
+        if request.get("dry_run"):
+            from ..crous.sync import sync
+
+            with self.store.use() as conn:
+                return {"result": sync(conn, self.site, datetime.now(UTC),
+                                       dry_run=True).to_json()}
+        result = self.jobs.run_now(CROUS_SYNC)
+        if not result.ok:
+            raise OpError(f"{CROUS_SYNC} failed: {result.error}")
         return {"result": result.value}
 
     def _access_export(self, request: dict[str, Any]) -> dict[str, Any]:

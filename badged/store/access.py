@@ -41,16 +41,28 @@ def change_marker(conn: sqlite3.Connection) -> int:
                .fetchone()[0])
 
 
-def cards_with_holders(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-    """Every exported card with its holder, by holder then enrolment."""
+# The columns of `cards_with_holders`, in order.
+CARD_COLUMNS = ("csn", "state", "crous_number", "enrolled_at", "updated_at", "person_id",
+                "last_name", "first_name", "birth_date", "email", "ine", "category",
+                "end_of_rights", "leaving_since", "source")
+
+
+def cards_with_holders(conn: sqlite3.Connection) -> list[tuple]:
+    """Every exported card with its holder (plain tuples, CARD_COLUMNS), by holder then
+    enrolment."""
     marks = ", ".join("?" * len(EXPORTED_STATES))
-    return conn.execute(
+    cursor = conn.cursor()
+    cursor.row_factory = None  # tuples: a population is tens of thousands of rows
+    rows = cursor.execute(
         "SELECT c.csn, c.state, c.crous_number, c.enrolled_at, c.updated_at, "
-        "p.id AS person_id, p.last_name, p.first_name, p.birth_date, p.email, p.ine, "
+        "p.id, p.last_name, p.first_name, p.birth_date, p.email, p.ine, "
         "p.category, p.end_of_rights, p.leaving_since, p.source "
         "FROM cards AS c JOIN people AS p ON p.id = c.person_id "
-        f"WHERE c.state IN ({marks}) ORDER BY p.id, c.enrolled_at, c.csn",
-        EXPORTED_STATES).fetchall()
+        f"WHERE c.state IN ({marks})", EXPORTED_STATES).fetchall()
+    # Sorted here, not by SQLite: it would sort the wide joined rows through a temporary
+    # B-tree; by holder, then enrolment (a card never enrolled: its last change), then CSN.
+    rows.sort(key=lambda r: (r[5], r[3] or r[4], r[0]))
+    return rows
 
 
 def state(conn: sqlite3.Connection, export: str) -> ExportState | None:
@@ -64,19 +76,22 @@ def state(conn: sqlite3.Connection, export: str) -> ExportState | None:
 
 def delivered(conn: sqlite3.Connection, export: str) -> dict[str, DeliveredCard]:
     """csn → what the door system holds from this export (empty before the first)."""
-    return {r["csn"]: DeliveredCard(r["person_id"], r["status"], r["fingerprint"])
-            for r in conn.execute("SELECT csn, person_id, status, fingerprint FROM "
-                                  "access_export_cards WHERE export = ?", (export,))}
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    return {csn: DeliveredCard(person, status, fingerprint)
+            for csn, person, status, fingerprint in cursor.execute(
+                "SELECT csn, person_id, status, fingerprint FROM access_export_cards "
+                "WHERE export = ?", (export,))}
 
 
 def record_success(conn: sqlite3.Connection, export: str, *, destination: str, digest: str,
-                   files: list[str], cards: Iterable[tuple[str, str, str, str]],
-                   count: int, marker: int, at: float, written: bool,
-                   cards_changed: bool = True) -> None:
+                   files: list[str], upsert: Iterable[tuple[str, str, str, str]],
+                   remove: Iterable[str], count: int, marker: int, at: float,
+                   written: bool) -> None:
     """One successful run (written or found unchanged), in one transaction.
 
-    `cards`: (csn, person_id, status, fingerprint) the door system now holds; replaced
-    when something was written or the set changed (e.g. a card gone, which P2S is not told).
+    The cards the door system now holds are the previous ones with `upsert` (csn,
+    person_id, status, fingerprint: new or changed lines) and without `remove` (cards gone).
     """
     with conn:
         conn.execute("BEGIN IMMEDIATE")
@@ -93,12 +108,11 @@ def record_success(conn: sqlite3.Connection, export: str, *, destination: str, d
             {"export": export, "destination": destination, "digest": digest,
              "files": json.dumps(files), "cards": count, "marker": marker, "at": at,
              "written": written})
-        if written or cards_changed:
-            conn.execute("DELETE FROM access_export_cards WHERE export = ?", (export,))
-            conn.executemany(
-                "INSERT INTO access_export_cards (export, csn, person_id, status, "
-                "fingerprint) VALUES (?, ?, ?, ?, ?)",
-                ((export, *card) for card in cards))
+        conn.executemany("DELETE FROM access_export_cards WHERE export = ? AND csn = ?",
+                         ((export, csn) for csn in remove))
+        conn.executemany(
+            "INSERT OR REPLACE INTO access_export_cards (export, csn, person_id, status, "
+            "fingerprint) VALUES (?, ?, ?, ?, ?)", ((export, *card) for card in upsert))
 
 
 def record_failure(conn: sqlite3.Connection, export: str, *, error: str, at: float,

@@ -230,3 +230,18 @@ def test_a_failing_folder_keeps_the_previous_export_and_backs_off(make_host: Mak
                                             (40, 1800)])
 def test_backoff(failures: int, wait: float) -> None:
     assert access.backoff_seconds(failures) == wait
+
+
+def test_p2s_sends_every_card_again_to_a_new_destination(make_host: MakeHost) -> None:
+    host = make_host()
+    conn = open_store(host.state_dir)
+    assert access.run(conn, host, host.load_site(), "p2s", NOW).plan.cards == 6
+    moved = host.file.parent / "config/schools/emse.yaml"
+    moved.write_text(moved.read_text().replace("{path: access/p2s, keep: 100}",
+                                               "{path: access/p2s-new, keep: 100}"))
+    result = access.run(conn, host, host.load_site(), "p2s", NOW + timedelta(hours=1))
+    assert result.written and result.plan.changes == []
+    [file] = (host.state_dir / "access/p2s-new").iterdir()
+    assert file.read_bytes().count(b"\n") == 6
+    again = access.run(conn, host, host.load_site(), "p2s", NOW + timedelta(hours=2))
+    assert again.ok and not again.written

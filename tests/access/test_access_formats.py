@@ -10,6 +10,7 @@ import pytest
 from badged.access import formats
 from badged.access.population import DoorCard, csn_form, door_cards
 from badged.config.model import AccessFormat, Column, CsnForm, Layout, LayoutField
+from badged.store.access import CARD_COLUMNS
 
 TODAY = date(2026, 11, 3)
 
@@ -122,12 +123,12 @@ def test_a_name_the_encoding_lacks_names_the_holder() -> None:
 
 
 def row(state: str, *, end: str | None = None, leaving: str | None = None,
-        source: str = "staff") -> dict:
-    return {"csn": "04112233445566", "state": state, "crous_number": None,
+        source: str = "staff") -> tuple:
+    return tuple({"csn": "04112233445566", "state": state, "crous_number": None,
             "enrolled_at": "2026-09-01T22:30:00+00:00", "updated_at": "2026-10-05T09:00:00+00:00",
             "person_id": "p", "last_name": "L", "first_name": "F", "birth_date": None,
             "email": None, "ine": None, "category": "staff", "end_of_rights": end,
-            "leaving_since": leaving, "source": source}
+            "leaving_since": leaving, "source": source}[column] for column in CARD_COLUMNS)
 
 
 @pytest.mark.parametrize("values, valid", [
@@ -139,7 +140,7 @@ def row(state: str, *, end: str | None = None, leaving: str | None = None,
     (row("lost"), False), (row("stolen"), False), (row("broken"), False),
     (row("expired"), False), (row("destroyed"), False),
 ])
-def test_who_is_valid(values: dict, valid: bool) -> None:
+def test_who_is_valid(values: tuple, valid: bool) -> None:
     [door] = door_cards([values], TODAY, {"staff": 30})
     assert door.valid is valid
     assert door.valid_from == date(2026, 9, 2)  # 22:30 UTC is the next day in Paris

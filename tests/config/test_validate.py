@@ -44,6 +44,14 @@ CASES = {
                              "'id_company_rate', 'id_rate', 'due_date', 'category', "
                              "'crous_number', 'csn', 'kind', 'card_id', 'valid_from', "
                              "'valid_until', 'valid', 'blocked', 'state' or 'school_name'"],
+    "api-without-section": ["tree/schools/school.yaml:9:71: exchanges.0.transport: CROUS "
+                            "'crous' has no api section: use transport mail or configure its "
+                            "API"],
+    "api-literal-secret": ["tree/crous/crous.yaml:9:18: api.client_secret: a secret is a "
+                           "reference, never a literal value: write {file: PATH} or "
+                           "{credential: NAME}"],
+    "api-no-token-url": ["tree/crous/crous.yaml:6:3: api.token_url: the oauth2 token flow "
+                         "needs token_url (or set token_flow: legacy)"],
     # door-system exports (access_exports)
     "access-no-destination": [f"{S}:14:18: access_exports.doors.destination: give exactly "
                               "one destination: directory: {path: …} or sftp: {host: …}"],

@@ -69,3 +69,30 @@ def test_a_lost_card_is_blocked_at_the_doors_within_a_minute(site, start_daemon,
     jobs = {job["name"]: job for job in daemon.status()["jobs"]}
     assert jobs["access-doors"]["schedule"] == "every 1 hours"
     assert jobs["access-doors"]["last_error"] is None
+
+
+def test_a_failing_destination_is_reported_through_the_daemon(site, start_daemon,
+                                                              tmp_path) -> None:
+    share = tmp_path / "share-not-mounted"
+    text = site.school_file.read_text()
+    assert "directory: {path: access/doors, keep: 3}" in text
+    site.school_file.write_text(text.replace("directory: {path: access/doors, keep: 3}",
+                                             f"directory: {{path: {share}}}"))
+    cli(site, "person", "add", "s1", "--last-name", "Martin", "--first-name", "Alex",
+        "--category", "student")
+    daemon = start_daemon()
+
+    result = CliRunner().invoke(main, ["--host-config", str(site.host_file), "access",
+                                       "export", "doors"])
+    assert result.exit_code == 1, result.output
+    assert "badged is not running" not in result.stderr
+    assert (f"error: doors: directory {share}: no such folder (is the door system's share "
+            "mounted?) (the previous export stays in place; retried after a backoff, "
+            "1 failure(s) in a row)") in result.stderr
+    assert daemon.metric("badged_access_failures_total", export="doors") == 1
+    assert daemon.metric("badged_access_last_success_timestamp_seconds", export="doors") == 0
+    assert daemon.metric("badged_access_last_run_timestamp_seconds", export="doors") > 0
+    status = daemon.status()
+    assert status["health"] == "degraded"
+    assert any(p.startswith("job access-doors failing: AccessError: not delivered (1 "
+                            "failure(s) in a row, retry at ") for p in status["problems"])

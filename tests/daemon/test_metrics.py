@@ -50,6 +50,11 @@ CONTRACT = {
     "badged_exchange_last_sent_timestamp_seconds": ("gauge", {"kind"}),
     "badged_academic_year_start_timestamp_seconds": ("gauge", set()),
     "badged_card_stock_low_threshold": ("gauge", set()),
+    "badged_crous_sync_duration_seconds": ("gauge", set()),
+    "badged_crous_people_in_error": ("gauge", {"blocking"}),
+    "badged_crous_pending_changes": ("gauge", set()),
+    "badged_crous_sync_last_run_timestamp_seconds": ("gauge", set()),
+    "badged_crous_sync_last_success_timestamp_seconds": ("gauge", set()),
     "badged_access_cards_exported": ("gauge", {"export"}),
     "badged_access_last_success_timestamp_seconds": ("gauge", {"export"}),
     "badged_access_last_run_timestamp_seconds": ("gauge", {"export"}),
@@ -74,6 +79,9 @@ def fill(m: Metrics) -> None:
     m.register_task("exchange:personnels", 7 * 86400, last_run=1_700_000_000.0)
     m.task_run("exchange:personnels", 1_700_600_000.0, 1.25, ok=True)
     m.register_task("crous-sync", 0)
+    m.crous_sync(2.5)
+    m.set_crous_state(in_error={True: 2, False: 5}, pending=7, last_run=1_700_600_100.0,
+                      last_success=None)
     m.task_run("crous-sync", 1_700_600_100.0, 0.5, ok=False)
     m.set_outbox_pending(1)
     m.set_exchange_deadline("reinscriptions", 1_730_246_400.0)
@@ -141,6 +149,11 @@ def test_values(served: tuple[Metrics, MetricsServer]) -> None:
         return m.registry.get_sample_value(name, labels)
 
     assert value("badged_build_info", version=badged.__version__) == 1
+    assert value("badged_crous_people_in_error", blocking="true") == 2
+    assert value("badged_crous_people_in_error", blocking="false") == 5
+    assert value("badged_crous_pending_changes") == 7
+    assert value("badged_crous_sync_duration_seconds") == 2.5
+    assert value("badged_crous_sync_last_success_timestamp_seconds") == 0
     assert value("badged_reader_up", reader="Identiv uTrust 3700 F 01 00") == 0
     assert value("badged_card_reads_total", reader="Identiv uTrust 3700 F 01 00") == 0
     assert value("badged_card_reads_total", reader="ACS ACR122U PICC Interface 00 00") == 2

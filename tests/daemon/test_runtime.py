@@ -157,7 +157,7 @@ def test_metrics_promtool_clean_and_a_tap_is_counted(site: Site, pcsc, insert_ca
         assert secret not in text.upper()
     for name, labels, _ in samples(text):
         assert set(labels) <= {"version", "reader", "reason", "state", "task", "kind", "op",
-                               "code", "export", "le"}, name
+                               "code", "blocking", "export", "le"}, name
 
     status = daemon.status()
     assert set(status) >= STATUS_KEYS
@@ -229,7 +229,19 @@ def test_readme_demo_runs_answers_status_and_stops(tmp_path: Path,
                                  text=True, env=demo_env, timeout=20, check=False)
             assert out.returncode == 0, out
             assert "school demo: 2/2 readers up, pcscd up" in out.stdout
-            assert f"{UID} unknown card" in out.stdout
+            # The demo links its simulated card to a primo-entrant (demo/registry/).
+            assert f"{UID} card active, holder 22500102" in out.stdout
+            # The primo-entrants go to the demo's own local API CROUS through the daemon: a
+            # first sync tells the holder and the card, a second has nothing left to tell.
+            calls = []
+            for _ in range(2):
+                out = subprocess.run([str(BADGED), *demo_host, "crous", "sync", "--json"],
+                                     capture_output=True, text=True, env=demo_env,
+                                     timeout=60, check=False)
+                assert out.returncode == 0, out
+                assert "not running" not in out.stderr
+                calls.append(json.loads(out.stdout)["calls"])
+            assert calls[0] > 0 and calls[1] == 0
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
                                         timeout=5) as answer:
                 text = answer.read().decode()

@@ -110,6 +110,13 @@ def test_a_live_daemon_is_never_bypassed(site: Site) -> None:
         enrol = cli(site, "enrol", "--person", "nobody", "--timeout", "1")
         assert enrol.exit_code == 4, enrol.output
         assert "not reading the reader from here" in enrol.stderr
+        # Every command that can stand in for the daemon holds back the same way.
+        for args in (("exchange", "retry"), ("exchange", "resend", "1"),
+                     ("access", "export"), ("crous", "sync")):
+            held = cli(site, *args)
+            assert held.exit_code == 4, (args, held.output)
+            assert f"badged (pid {holder.pid}) is running but did not answer" in \
+                held.stderr, (args, held.stderr)
         conn = open_store(site.state_dir)
         assert outbox.history(conn) == []  # nothing built, nothing sent
     finally:

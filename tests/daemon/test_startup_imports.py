@@ -26,6 +26,7 @@ NOT_AT_START = (
     "badged.demo", "badged.enrolment_batch", "badged.config.schema", "badged.config.show",
     "badged.cli.exchange", "badged.cli.population", "badged.cli.crous", "badged.cli.card",
     "badged.doctor", "badged.cli.doctor", "badged.access", "badged.cli.access",
+    "badged.crous.api", "badged.crous.sync", "badged.crous.tariff_rules", "badged.testing",
     "smtplib", "mailbox", "httpx", "paramiko", "hypothesis", "ansible", "jsonschema",
     "aiosmtpd",
 )

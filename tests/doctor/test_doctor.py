@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from badged.cards.pcscd_sandbox import PcscdSandbox
+from badged.demo import DEMO_API_CLIENT, DEMO_KEYS
+from badged.testing.crous_peer import CrousPeer
 
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS / "daemon"))
@@ -52,6 +54,15 @@ def relay(pki: Pki) -> Iterator[SmtpServer]:
     server.stop()
 
 
+@pytest.fixture
+def crous_api(site: Site) -> Iterator[CrousPeer]:
+    """The demo CROUS's API: a local peer on a free port, the copied tree pointed at it."""
+    with CrousPeer(clients={DEMO_API_CLIENT: DEMO_KEYS["demo-crous-api"]}) as peer:
+        crous = site.tree / "crous" / "demo.yaml"
+        crous.write_text(crous.read_text().replace("http://127.0.0.1:8791", peer.base_url))
+        yield peer
+
+
 def add_relay(site: Site, port: int, ca_file: Path | None) -> None:
     password = site.root / "smtp-password"
     password.write_text(PASSWORD + "\n")
@@ -83,7 +94,8 @@ def lines(out: str, status: str) -> dict[str, str]:
 
 
 def test_doctor_healthy_then_each_fault_its_fail_line(site: Site, pcscd_restart: PcscdSandbox,
-                                                      relay: SmtpServer, pki: Pki) -> None:
+                                                      relay: SmtpServer, pki: Pki,
+                                                      crous_api: CrousPeer) -> None:
     pcsc = pcscd_restart
     add_relay(site, relay.port, pki.ca_file)
     with Notifications() as systemd:
@@ -99,12 +111,14 @@ def test_doctor_healthy_then_each_fault_its_fail_line(site: Site, pcscd_restart:
             for name in ("host file", "config tree", "state dir", "runtime dir", "store",
                          "pcscd socket", "pcscd", f"reader {ENROLMENT}", f"reader {LOOKUP}",
                          "key F58540/1", "smtp password", "smtp tcp", "smtp ehlo",
-                         "smtp starttls", "smtp auth", "access doors", "daemon"):
+                         "smtp starttls", "smtp auth", "API CROUS token", "access doors",
+                         "daemon"):
                 assert name in good, (name, healthy.stdout)
             assert "certificate verified" in good["smtp starttls"]
             assert f"login as '{USER}' accepted" in good["smtp auth"]
             assert good["access doors"].endswith("access/doors: writable (to be created)")
             assert relay.recorder.received == []  # no mail sent
+            assert crous_api.api_requests() == []  # a token, no API call
 
             report = json.loads(doctor(site, pcsc, "--json").stdout)
             assert report["ok"] is True

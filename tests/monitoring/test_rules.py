@@ -31,6 +31,9 @@ EXPECTED_ALERTS = {
     "BadgedCrousDeadlineMissed",
     "BadgedCrousDeadlineNear",
     "BadgedCardStockLow",
+    "BadgedCrousSyncFailing",
+    "BadgedCrousPeopleInBlockingError",
+    "BadgedCrousChangesPending",
     "BadgedAccessExportStale",
 }
 # Extensions of docs/contracts.md's metrics that the rules need (the daemon must export them).
@@ -38,6 +41,8 @@ NEW_METRICS = {
     "badged_exchange_last_sent_timestamp_seconds",
     "badged_academic_year_start_timestamp_seconds",
     "badged_card_stock_low_threshold",
+    "badged_crous_sync_last_run_timestamp_seconds",
+    "badged_crous_sync_last_success_timestamp_seconds",
     "badged_access_last_run_timestamp_seconds",
     "badged_access_interval_seconds",
 }

@@ -1,4 +1,4 @@
--- Schema 5: one deliverer at a time, the exact bytes sent, and partial deliveries.
+-- Schema 7: one deliverer at a time, the exact bytes sent, and partial deliveries.
 
 -- A lease per exclusive activity (e.g. "outbox"): who holds it and until when (Unix time).
 -- A holder renews it while it works; a crashed holder's lease expires on its own.

@@ -1,0 +1,1 @@
+"""Test doubles of what cannot run here (the real API CROUS), used by tests, bench and demo."""
