@@ -31,17 +31,19 @@ from ..config.host import Host, load_host
 from ..config.model import ExchangeKind, ReaderRole
 from ..config.schedules import parse_schedule
 from ..config.tree import Site
+from ..crous.archives import archive_folder, clean_leftovers
 from ..crous.deadlines import academic_year_start, deadline
 from ..crous.tariffs import default_rate_staff
 from ..enrolment import EnrolmentError, Policy, enrol
 from ..store import access as access_store
-from ..store import cards, crous_api, outbox, people, stock
+from ..store import cards, crous_api, leases, outbox, people, stock
 from ..store.db import SharedStore, open_store
 from . import health, notify
 from .control import ControlServer, OpError, socket_path
 from .desk import Desk
 from .jobs import JobRunner
 from .metrics import Metrics
+from .pidlock import AlreadyRunning, DaemonLock
 from .taps import Taps
 
 if TYPE_CHECKING:
@@ -63,6 +65,7 @@ GAUGE_REFRESH_SECONDS = 30.0
 # retries of failed exports): a lost or stolen card is blocked at the doors within seconds.
 ACCESS_POLL_SECONDS = 5.0
 READER_FIRST_POLL_SECONDS = 5.0
+DAEMON = "the badged daemon"
 
 
 HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -104,6 +107,7 @@ class Daemon:
         self.readers = ReaderService(self.profile, self.site.school.readers, self.taps,
                                      tick=reader_tick)
         self.control = ControlServer(socket_path(host.runtime_dir))
+        self.lock = DaemonLock(host.runtime_dir)
         self.metrics_server: Any = None
         self.last_reload: float | None = None
         # Door-system exports: the change marker seen at start (an export never run waits
@@ -117,6 +121,20 @@ class Daemon:
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        # First: from here on, commands know a daemon runs, even before it answers.
+        try:
+            self.lock.acquire()
+        except AlreadyRunning as exc:
+            raise StartError(str(exc)) from None
+        except OSError as exc:
+            raise StartError(f"cannot take {self.lock.path}: {exc.strerror or exc}") from None
+        try:
+            self._start()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _start(self) -> None:
         listen = self.host.config.metrics_listen or self.site.school.metrics_listen
         self.metrics_server = self.metrics.serve(listen)  # MetricsBindError: not READY
         self.control.register("status", lambda _req: self.status(), light=True)
@@ -132,6 +150,7 @@ class Daemon:
             "reader": str, "wait_seconds": float, "actor": str}, cancellable=True)
         self.control.start()
         self._register_jobs()
+        self._clean_outbox()
         self.readers.start()
         with self.store.use() as conn:  # the counter carries the store's history
             self.metrics.card_spend(stock.spend_total(conn))
@@ -221,6 +240,7 @@ class Daemon:
         self.job_conn.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
+        self.lock.release()
         log.info("stopped")
 
     # --- reload ------------------------------------------------------------------------
@@ -291,7 +311,8 @@ class Daemon:
         """Job `exchange-KIND`: write the due batch, then deliver the outbox."""
         from ..crous import exchanges
 
-        result = exchanges.run(self.job_conn, self.host, self.site, kind, clock.now())
+        result = exchanges.run(self.job_conn, self.host, self.site, kind, clock.now(),
+                               what=DAEMON)
         changes = result.plan.changes
         self.metrics.exchange_run(kind.value, len(changes.lines) + changes.unchanged,
                                   result.batch_id is not None)
@@ -385,7 +406,8 @@ class Daemon:
             return
         from ..crous import exchanges
 
-        self._delivered(exchanges.deliver(self.job_conn, self.host, self.site, now))
+        self._delivered(exchanges.deliver(self.job_conn, self.host, self.site, now,
+                                          what=DAEMON))
 
     def _delivered(self, report: DeliveryReport) -> None:
         for outcome in report.outcomes:
@@ -401,9 +423,16 @@ class Daemon:
         from ..crous.mail import purge
 
         done = purge(self.job_conn, exchanges.archive_dir(self.host),
-                     self.site.school.archive_retention_days, clock.now())
+                     self.site.school.archive_retention_days, clock.now(), what=DAEMON)
         if done.batches:
             log.info("archive: %d sent batch(es) past retention purged", done.batches)
+
+    def _clean_outbox(self) -> None:
+        """At start: unfinished archive copies a killed run left (under the outbox lease,
+        so never one that another process is writing)."""
+        with leases.holding(self.job_conn, leases.OUTBOX, DAEMON, 60) as held:
+            if held is not None:
+                clean_leftovers(archive_folder(self.host.state_dir))
 
     def _refresh_gauges(self) -> None:
         school, crous = self.site.school, self.site.crous
