@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 from decimal import Decimal
 
 import click
 
+from .. import clock
 from ..lifecycle import actor
 from ..store import stock
 from ..store.db import open_store
@@ -48,7 +48,7 @@ def report() -> None:
 
 
 @report.command("costs")
-@click.option("--year", type=int, default=lambda: date.today().year, show_default="this year",
+@click.option("--year", type=int, default=lambda: clock.today().year, show_default="this year",
               help="Calendar year.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx

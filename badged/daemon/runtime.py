@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
+from .. import __version__, clock
 from ..cards.pcsc import match_readers
 from ..cards.profile import CardReadError, ProfileReader
 from ..cards.reader_service import ReaderService
@@ -316,7 +316,7 @@ class Daemon:
         """Job `exchange-KIND`: write the due batch, then deliver the outbox."""
         from ..crous import exchanges
 
-        result = exchanges.run(self.job_conn, self.host, self.site, kind, datetime.now(UTC),
+        result = exchanges.run(self.job_conn, self.host, self.site, kind, clock.now(),
                                what=DAEMON)
         changes = result.plan.changes
         self.metrics.exchange_run(kind.value, len(changes.lines) + changes.unchanged,
@@ -331,7 +331,7 @@ class Daemon:
         """Job `exchange-KIND` of an api exchange (or `crous-sync`, every api kind)."""
         from ..crous.sync import sync  # httpx only for schools that use the API
 
-        report = sync(self.job_conn, self.site, datetime.now(UTC), kinds=kinds,
+        report = sync(self.job_conn, self.site, clock.now(), kinds=kinds,
                       on_request=self.metrics.crous_api_request)
         self.metrics.crous_sync(report.duration)
         self._refresh_crous_gauges()
@@ -357,7 +357,7 @@ class Daemon:
         full = name in self._access_full
         self._access_full.discard(name)
         self._access_results.pop(name, None)
-        now = datetime.now(UTC)
+        now = clock.now()
         try:
             result = access.run(self.job_conn, self.host, self.site, name, now, full=full)
         except access.AccessError:
@@ -393,7 +393,7 @@ class Daemon:
             log.warning("access exports: cannot read the store: %s", exc)
             return
         for name, why in due(self.site.school.access_exports, states, marker=marker,
-                                    baseline=self._access_baseline, now=time.time()):
+                                    baseline=self._access_baseline, now=clock.time()):
             if self.stop_event.is_set():
                 return
             log.info("access export %s: running now (%s)", name, why)
@@ -405,7 +405,7 @@ class Daemon:
         Nothing to send (the usual minute) is told by one query: the mail code is only
         imported when there is something to deliver.
         """
-        now = datetime.now(UTC)
+        now = clock.now()
         if not outbox.has_work(self.job_conn, now):
             self.metrics.set_outbox_pending(outbox.pending_count(self.job_conn, "mail"))
             return
@@ -428,7 +428,7 @@ class Daemon:
         from ..crous.mail import purge
 
         done = purge(self.job_conn, exchanges.archive_dir(self.host),
-                     self.site.school.archive_retention_days, datetime.now(UTC), what=DAEMON)
+                     self.site.school.archive_retention_days, clock.now(), what=DAEMON)
         if done.batches:
             log.info("archive: %d sent batch(es) past retention purged", done.batches)
 
@@ -453,7 +453,7 @@ class Daemon:
             self.metrics.set_card_stock(stock.level(conn), school.card_stock.low_threshold)
             self.metrics.set_tariff_default_people(
                 len(default_rate_staff(conn, self.site.tariffs)))
-        now = datetime.now(UTC)
+        now = clock.now()
         self.metrics.set_academic_year_start(
             academic_year_start(now, school.academic_year_start).timestamp())
         for ex in school.exchanges:
@@ -490,7 +490,7 @@ class Daemon:
             from ..crous.sync import sync
 
             with self.store.use() as conn:
-                return {"result": sync(conn, self.site, datetime.now(UTC),
+                return {"result": sync(conn, self.site, clock.now(),
                                        dry_run=True).to_json()}
         result = self.jobs.run_now(CROUS_SYNC)
         if not result.ok:
@@ -523,7 +523,7 @@ class Daemon:
         with self.jobs.exclusive():
             try:
                 ids, report = exchanges.retry(self.job_conn, self.host, self.site,
-                                              datetime.now(UTC), request.get("batch"))
+                                              clock.now(), request.get("batch"))
             except OutboxError as exc:
                 raise OpError(str(exc)) from None
         self._delivered(report)
@@ -537,7 +537,7 @@ class Daemon:
         with self.jobs.exclusive():
             try:
                 message_id = exchanges.send_again(
-                    self.job_conn, self.host, self.site, request["batch"], datetime.now(UTC),
+                    self.job_conn, self.host, self.site, request["batch"], clock.now(),
                     request.get("actor") or "badged")
             except (OutboxError, DeliveryError) as exc:
                 raise OpError(str(exc)) from None
