@@ -133,8 +133,6 @@ class Daemon:
         self.control.start()
         self._register_jobs()
         self.readers.start()
-        with self.store.use() as conn:  # the counter carries the store's history
-            self.metrics.card_spend(stock.spend_total(conn))
         self._refresh_gauges()
         log.info("badged %s: school %s (%s) ready, metrics on %s, control socket %s",
                  __version__, self.site.id, self.site.school.name, listen, self.control.path)
@@ -417,6 +415,11 @@ class Daemon:
         self._refresh_crous_gauges()
         with self.store.use() as conn:
             self.metrics.set_card_stock(stock.level(conn), school.card_stock.low_threshold)
+            totals = stock.totals(conn)
+            self.metrics.set_card_costs(
+                received=totals.received, issued=totals.issued, lost=totals.lost,
+                replaced=totals.replaced, spend_eur=totals.spend_eur,
+                savings_eur=totals.known_savings_eur)
             self.metrics.set_tariff_default_people(
                 len(default_rate_staff(conn, self.site.tariffs)))
         now = datetime.now(UTC)
@@ -542,7 +545,6 @@ class Daemon:
             raise OpError(str(exc)) from None
         if done.new_card:
             self.metrics.enrolment()
-            self.metrics.card_spend(policy.unit_price)
         log.info("enrolled card %s for %s", done.csn, done.person_id)
         self._refresh_gauges()
         return {"read": read.to_json(), "enrolled": done.to_json()}
