@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -80,14 +80,21 @@ class _Context:
 
     def leaving_since(self, person: sqlite3.Row) -> date | None:
         """The day the person's leaving became effective, if it has."""
-        left = _date(person["leaving_since"])
-        if left is not None:
-            grace = self.site.school.population.get(person["source"] or "")
-            left += timedelta(days=grace.leaving_grace_days if grace else 0)
-        end = _date(person["end_of_rights"])
-        if end is not None and end < self.today:
-            left = min(left, end + timedelta(days=1)) if left else end + timedelta(days=1)
-        return left if left is not None and left <= self.today else None
+        return left_on(self.site, person, self.today)
+
+
+def left_on(site: Site, person: Mapping[str, Any], today: date) -> date | None:
+    """The day a person's leaving became effective, if it has by `today`: the day they were
+    first missing from their source's full export plus its grace days, or the day after
+    their rights ended, whichever comes first."""
+    left = _date(person["leaving_since"])
+    if left is not None:
+        grace = site.school.population.get(person["source"] or "")
+        left += timedelta(days=grace.leaving_grace_days if grace else 0)
+    end = _date(person["end_of_rights"])
+    if end is not None and end < today:
+        left = min(left, end + timedelta(days=1)) if left else end + timedelta(days=1)
+    return left if left is not None and left <= today else None
 
 
 def _values(ctx: _Context, p: sqlite3.Row, id_company_rate: int, id_rate: int,

@@ -36,6 +36,7 @@ from ..crous.tariffs import default_rate_staff
 from ..enrolment import EnrolmentError, Policy, enrol
 from ..store import access as access_store
 from ..store import cards, crous_api, outbox, people, stock
+from ..store import retention as retention_store
 from ..store.db import SharedStore, open_store
 from . import health, notify
 from .control import ControlServer, OpError, socket_path
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 MAINTENANCE, MAINTENANCE_SCHEDULE = "store-maintenance", "every day at 03:17"
 DELIVERY, DELIVERY_SCHEDULE = "outbox-delivery", "every 1 minutes"
 PURGE, PURGE_SCHEDULE = "archive-purge", "every day at 04:23"
+PEOPLE_PURGE, PEOPLE_PURGE_SCHEDULE = "people-purge", "every day at 04:41"
 CROUS_SYNC = "crous-sync"
 GAUGE_REFRESH_SECONDS = 30.0
 # How often the store's card-change marker is read for `on_change` exports (and due
@@ -250,11 +252,12 @@ class Daemon:
 
     def _register_jobs(self) -> None:
         """The jobs of this school: its exchanges, the outbox, the archive, the store."""
-        wanted = {MAINTENANCE, DELIVERY, PURGE}
+        wanted = {MAINTENANCE, DELIVERY, PURGE, PEOPLE_PURGE}
         self.jobs.add(MAINTENANCE, parse_schedule(MAINTENANCE_SCHEDULE),
                       lambda: maintain_store(self.store))
         self.jobs.add(DELIVERY, parse_schedule(DELIVERY_SCHEDULE), self._deliver)
         self.jobs.add(PURGE, parse_schedule(PURGE_SCHEDULE), self._purge)
+        self.jobs.add(PEOPLE_PURGE, parse_schedule(PEOPLE_PURGE_SCHEDULE), self._people_purge)
         for ex in self.site.school.exchanges:
             name = f"exchange-{ex.kind.value}"
             wanted.add(name)
@@ -403,6 +406,18 @@ class Daemon:
         if done.batches:
             log.info("archive: %d sent batch(es) past retention purged", done.batches)
 
+    def _people_purge(self) -> dict[str, Any]:
+        """Job `people-purge`: erase the people who left more than retention_days ago."""
+        from ..crous import exchanges
+        from ..retention import purge
+
+        done = purge(self.job_conn, self.site, exchanges.archive_dir(self.host),
+                     datetime.now(UTC), actor="badged")
+        self.metrics.set_people_purged(retention_store.purged_total(self.job_conn))
+        if done.people:
+            self._refresh_gauges()
+        return {"people": done.people, "cards": done.cards, "batches": done.batches}
+
     def _refresh_gauges(self) -> None:
         school, crous = self.site.school, self.site.crous
         with self.store.use() as conn:
@@ -415,6 +430,7 @@ class Daemon:
         self._refresh_crous_gauges()
         with self.store.use() as conn:
             self.metrics.set_card_stock(stock.level(conn), school.card_stock.low_threshold)
+            self.metrics.set_people_purged(retention_store.purged_total(conn))
             totals = stock.totals(conn)
             self.metrics.set_card_costs(
                 received=totals.received, issued=totals.issued, lost=totals.lost,
@@ -541,11 +557,11 @@ class Daemon:
                              crous_number_on_card=read.crous_number,
                              who=request.get("actor") or "badged")
         except EnrolmentError as exc:
-            log.warning("enrolment refused: %s", exc)
+            log.warning("enrolment refused: %s", exc.rule)
             raise OpError(str(exc)) from None
         if done.new_card:
             self.metrics.enrolment()
-        log.info("enrolled card %s for %s", done.csn, done.person_id)
+        log.info("enrolled card %s", done.csn)
         self._refresh_gauges()
         return {"read": read.to_json(), "enrolled": done.to_json()}
 
