@@ -229,7 +229,10 @@ def read_text(file: Path, limits: Limits = LIMITS) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError.single(file, f"not UTF-8 text (byte {exc.start})") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = len(data[data.rfind(b"\n", 0, exc.start) + 1:exc.start].decode()) + 1
+        raise ConfigError.single(file, f"not UTF-8 text (byte 0x{data[exc.start]:02X})",
+                                 line, column) from None
 
 
 def compose_yaml(text: str, file: Path | str, limits: Limits = LIMITS) -> yaml.Node | None:

@@ -12,7 +12,7 @@ REPO = Path(__file__).parent.parent.parent
 
 
 def case_target(case: Path) -> str:
-    first = case.read_text(encoding="utf-8").splitlines()[0]
+    first = case.read_bytes().split(b"\n", 1)[0].decode("utf-8")  # the rest may not be
     assert first.startswith("# replaces: "), f"{case}: first line must say what it replaces"
     return first.removeprefix("# replaces: ")
 

@@ -88,6 +88,7 @@ CASES = {
                               "'../etc/cards.csv' is not a plain file name (no '/', no "
                               "leading '.')"],
     "empty-file": ["tree/layouts/crous-default.yaml:1:1: empty file"],
+    "encoding-latin1": ["tree/schools/school.yaml:2:7: not UTF-8 text (byte 0xC9)"],
     "schema-error-and-dangling-reference": [
         "tree/schools/school.yaml:4:8: comue: unknown COMUE 'nowhere' (known: imposed, open)",
         "tree/schools/school.yaml:8:1: colour: unknown key"],
