@@ -113,7 +113,12 @@ class Sftp:
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise DestinationError(f"{self.description}: SSH handshake failed: "
                                        f"{exc or type(exc).__name__}") from None
-            server_key = transport.get_remote_server_key()
+            try:  # no banner: it fails in paramiko's thread, seen here as no session
+                server_key = transport.get_remote_server_key()
+            except paramiko.SSHException:
+                raise DestinationError(f"{self.description}: SSH handshake failed: no SSH "
+                                       f"banner from the server within {timeout:g} s"
+                                       ) from None
             expected = known.get(server_key.get_name())
             if expected is None or expected.asbytes() != server_key.asbytes():
                 raise DestinationError(
@@ -137,6 +142,9 @@ class Sftp:
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise DestinationError(f"{self.description}: no SFTP service: {exc}") from None
             assert client is not None
+            channel = client.get_channel()
+            if channel is not None:  # a stalled server must not hold the daemon's loop
+                channel.settimeout(timeout)
             try:
                 yield client
             finally:

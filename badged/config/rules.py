@@ -264,12 +264,14 @@ def tariffs_rules(doc: Document, tariffs: Tariffs) -> Iterator[ConfigIssue]:
                                 f"{', '.join(shared)}: which rate applies would be ambiguous")
 
 
-# References by file kind: where in the data ("*": every item of a list), what, which ids.
+# References by file kind: where in the data ("*": every item of a list or value of a
+# mapping), what, which ids.
 _REFERENCES: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
     "schools": ((("comue",), "COMUE", "comues"), (("crous",), "CROUS", "crous"),
                 (("tariffs",), "tariffs", "tariffs"),
                 (("card_profile",), "card profile", "card_profiles"),
-                (("exchanges", "*", "layout"), "layout", "layouts")),
+                (("exchanges", "*", "layout"), "layout", "layouts"),
+                (("access_exports", "*", "layout"), "layout", "layouts")),
     "comues": ((("card_profile",), "card profile", "card_profiles"),),
     "crous": ((("layout",), "layout", "layouts"),),
 }
@@ -286,6 +288,13 @@ def raw_reference_rules(kind: str, doc: Document, known: Known) -> Iterator[Conf
         for loc, value in _walk(doc.data, (), path):
             if isinstance(value, str) and value not in table:
                 yield _unknown(doc, loc, what, value, table)
+    crous_id = doc.data.get("crous") if kind == "schools" and isinstance(doc.data, dict) else None
+    crous = known.crous.get(crous_id) if isinstance(crous_id, str) else None
+    if crous is not None:
+        for loc, name in _walk(doc.data, (), ("exchanges", "*", "recipients", "*")):
+            if isinstance(name, str) and name not in crous.mailboxes:
+                yield _unknown(doc, loc, f"mailbox of CROUS {crous_id!r}", name,
+                               crous.mailboxes)
 
 
 def _walk(data: object, loc: tuple, path: tuple[str, ...]) -> Iterator[tuple[tuple, object]]:
@@ -294,5 +303,8 @@ def _walk(data: object, loc: tuple, path: tuple[str, ...]) -> Iterator[tuple[tup
     elif path[0] == "*" and isinstance(data, list):
         for i, item in enumerate(data):
             yield from _walk(item, (*loc, i), path[1:])
+    elif path[0] == "*" and isinstance(data, dict):
+        for key, item in data.items():
+            yield from _walk(item, (*loc, key), path[1:])
     elif isinstance(data, dict) and path[0] in data:
         yield from _walk(data[path[0]], (*loc, path[0]), path[1:])

@@ -4,7 +4,8 @@
 - primo-entrants: students first enrolled this academic year;
 - personnels: staff present, with their rate from the tariff rules;
 - départs: staff who left (absent from a full export for longer than the grace, or whose
-  rights ended) with tarif 99 — and students whose rights ended, if the CROUS asks.
+  rights ended) with tarif 99, dated the last day of their rights — and students whose
+  rights ended, if the CROUS asks.
 
 Each line has a fingerprint of what it says; a line is due when no line of that kind was
 sent for the person yet, or the last one said something else. So a change is sent once,
@@ -108,6 +109,14 @@ def _values(ctx: _Context, p: sqlite3.Row, id_company_rate: int, id_rate: int,
     }
 
 
+def rights_ended(left: date) -> date:
+    """The last day of a leaver's rights, which their départ line carries (never the day
+    the line is sent: a file sent late must not extend the subsidy): the day before their
+    leaving took effect, i.e. their `end_of_rights`, or the last day of the grace after they
+    went missing from the registry export."""
+    return left - timedelta(days=1)
+
+
 def _due(ctx: _Context, p: sqlite3.Row) -> date:
     end = _date(p["end_of_rights"])
     return min(end, ctx.year_end) if end else ctx.year_end
@@ -129,7 +138,7 @@ def _classify(ctx: _Context, p: sqlite3.Row, left: date | None, ever_sent: set[s
         company = (tariffs.students.id_company_rate if student else
                    rate_for(tariffs, "staff", p["status_code"], p["staff_index"])
                    .id_company_rate)
-        values = _values(ctx, p, company, LEAVING_RATE, max(left, ctx.today))
+        values = _values(ctx, p, company, LEAVING_RATE, rights_ended(left))
         end = _date(p["end_of_rights"])
         why = (f"rights ended {p['end_of_rights']}" if end and end < ctx.today else
                f"absent from the {p['source']} export since {p['leaving_since']}")

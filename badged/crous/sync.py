@@ -155,7 +155,7 @@ def _desired(site: Site, c: changes.Classified) -> Desired:
     identifier = p["ine"] if use_ine else p["id"]
     others = tuple(i for i in (p["id"], p["ine"]) if i and i != identifier)
     leaving = c.kind is ExchangeKind.DEPARTS
-    due = _end_of_day(c.left if leaving and c.left else v[F.DUE_DATE])
+    due = _end_of_day(v[F.DUE_DATE])  # a départ's: the last day of the rights
     birth = v[F.BIRTH_DATE]
     body = {"identifier": identifier, "firstName": p["first_name"], "lastName": p["last_name"],
             "email": p["email"], "dueDate": format_date(due),

@@ -166,3 +166,35 @@ def test_the_daemon_does_not_import_paramiko() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_a_silent_server_times_out(make_host: MakeHost, tmp_path: Path, sshd: SshServer
+                                   ) -> None:
+    """A port that accepts and then says nothing (a stalled server): the export gives up
+    after its timeout instead of holding the daemon's main loop."""
+    import socket
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(sshd.known_hosts_line().replace(f":{sshd.port} ", f":{port} "))
+    exports = sftp_exports(sshd, tmp_path, known_hosts).replace(
+        f"port: {sshd.port}", f"port: {port}").replace("timeout_seconds: 5",
+                                                       "timeout_seconds: 1")
+    host = make_host(exports=exports)
+    try:
+        started = time.monotonic()
+        result = access.run(open_store(host.state_dir), host, host.load_site(), "til", NOW)
+        took = time.monotonic() - started
+    finally:
+        listener.close()
+    assert not result.ok, result.error
+    assert result.error.startswith(f"sftp {sshd.user}@127.0.0.1:{port} {tmp_path}: SSH "
+                                   "handshake failed: "), result.error
+    # Which side of paramiko's thread sees it first varies: either way, the banner.
+    assert result.error.endswith(("no SSH banner from the server within 1 s",
+                                  "Error reading SSH protocol banner")), result.error
+    assert took < 10

@@ -91,7 +91,11 @@ CASES = {
     "encoding-latin1": ["tree/schools/school.yaml:2:7: not UTF-8 text (byte 0xC9)"],
     "schema-error-and-dangling-reference": [
         "tree/schools/school.yaml:4:8: comue: unknown COMUE 'nowhere' (known: imposed, open)",
-        "tree/schools/school.yaml:8:1: colour: unknown key"],
+        "tree/schools/school.yaml:8:1: colour: unknown key",
+        "tree/schools/school.yaml:10:73: exchanges.0.recipients.0: unknown mailbox of CROUS "
+        "'crous' 'nobody' (known: monetique, restauration)",
+        "tree/schools/school.yaml:10:90: exchanges.0.layout: unknown layout 'nowhere' (known: "
+        "crous-default)"],
     # Hostile YAML: one located line each, at once, whatever PyYAML alone would do.
     "yaml-control-character": ["tree/schools/school.yaml:2:12: character U+0007 is not "
                                "allowed in YAML (a control character?)"],

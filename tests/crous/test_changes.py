@@ -95,7 +95,8 @@ def test_two_academic_years(conn) -> None:
         "t1": "left: absent from the staff export since 2027-08-01; tarif 99",
         "t2": "left: absent from the staff export since 2027-08-01; tarif 99"}
     assert all(li.values[F.ID_RATE] == 99 for li in departs.lines)
-    assert departs.lines[0].values[F.DUE_DATE].isoformat() == "2027-09-20"
+    # The last day of their rights (grace of 30 days from 1 August), not the day it is sent.
+    assert departs.lines[0].values[F.DUE_DATE].isoformat() == "2027-08-30"
     mark_sent(conn, departs)
     assert due(conn, K.DEPARTS, YEAR2) == {}
 
@@ -122,3 +123,5 @@ def test_rights_ended(conn) -> None:
     conn.execute("UPDATE people SET end_of_rights = '2026-12-31' WHERE id = 't1'")
     assert due(conn, K.DEPARTS, datetime(2027, 1, 5, tzinfo=PARIS)) == {
         "t1": "left: rights ended 2026-12-31; tarif 99"}
+    [line] = compute(conn, SITE, K.DEPARTS, datetime(2027, 1, 5, tzinfo=PARIS)).lines
+    assert line.values[F.DUE_DATE].isoformat() == "2026-12-31"  # not the 5 January

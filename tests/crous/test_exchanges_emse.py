@@ -114,21 +114,26 @@ def test_two_years_of_files(host, smtp) -> None:
     people.upsert(conn, person("s1", "student", academic_year=2027, first_enrolment_year=2026,
                                birth_date="2005-03-09", ine="0A1B2C3D4E5"))
     people.upsert(conn, person("s3", "student", academic_year=2027, first_enrolment_year=2027))
-    conn.execute("UPDATE people SET leaving_since = '2027-08-01' WHERE id IN ('t1', 't2')")
+    # t1 went missing from the staff export (30 days of grace), t2's contract ended.
+    conn.execute("UPDATE people SET leaving_since = '2027-08-01' WHERE id = 't1'")
+    conn.execute("UPDATE people SET end_of_rights = '2027-06-30' WHERE id = 't2'")
     for kind in (K.REINSCRIPTIONS, K.PRIMO_ENTRANTS, K.DEPARTS):
         run(host, kind, YEAR2)
     got = received(recorder)[2:]
     assert [(to, name) for to, name, _ in got] == [
         ([MONETIQUE, RESTAURATION], "0429999A-reinscriptions-20270920.csv"),
         ([MONETIQUE, RESTAURATION], "0429999A-primo_entrants-20270920.csv"),
-        ([MONETIQUE], "0429999A-departs-20270920.csv")]
+        ([MONETIQUE, RESTAURATION], "0429999A-departs-20270920.csv")]
     assert got[0][2].decode().splitlines()[1:] == [
         "s1;Lefèvre;Zoé;s1@emse.example.org;09/03/2005;0A1B2C3D4E5;0429999A;10;1;31/08/2028"]
     assert got[1][2].decode().splitlines()[1:] == [
         "s3;Durand;Léa;s3@emse.example.org;;;0429999A;10;1;31/08/2028"]
-    assert got[2][2].decode().splitlines()[1:] == [
-        "t1;Martin;Paul;t1@emse.example.org;;;0429999A;78;99;20/09/2027",
-        "t2;Bernard;Anne;t2@emse.example.org;;;0429999A;78;99;20/09/2027"]
+    # A départ is dated the last day of the rights, never the day it is sent (20/09).
+    assert got[2][2] == (
+        b"identifier;lastName;firstName;email;birthDate;ine;rneOrgCode;idCompanyRate;tarif;"
+        b"dueDate\r\n"
+        b"t1;Martin;Paul;t1@emse.example.org;;;0429999A;78;99;30/08/2027\r\n"
+        b"t2;Bernard;Anne;t2@emse.example.org;;;0429999A;78;99;30/06/2027\r\n")
     # Every message went over STARTTLS, authenticated, with its own stable Message-ID.
     assert all(r.tls and r.login == "badged" for r in recorder.received)
     ids = [BytesParser(policy=policy.default).parsebytes(r.content)["Message-ID"]
@@ -151,8 +156,9 @@ def test_plan_run_and_list_through_the_cli(host, smtp) -> None:
     assert by_kind["personnels"]["lines"] == [
         {"person": "t1", "reason": "staff psg index 100: 78 / 1"}]
     assert by_kind["reinscriptions"]["deadline"].startswith(f"{year}-10-31T00:00:00")
-    assert by_kind["departs"]["recipients"] == [{"mailbox": "monetique",
-                                                 "address": MONETIQUE}]
+    assert by_kind["departs"]["recipients"] == [
+        {"mailbox": "monetique", "address": MONETIQUE},
+        {"mailbox": "restauration", "address": RESTAURATION}]
     text = CliRunner().invoke(main, [*args, "exchange", "plan", "personnels"]).stdout
     assert "t1: staff psg index 100: 78 / 1" in text
     ran = CliRunner().invoke(main, [*args, "exchange", "run", "personnels"])
