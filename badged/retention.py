@@ -26,7 +26,10 @@ from pathlib import Path
 from .config.tree import Site
 from .crous.changes import left_on
 from .crous.deadlines import PARIS
+from .crous.mail import LEASE as OUTBOX_LEASE
+from .crous.mail import outbox_lease
 from .lifecycle import actor as default_actor
+from .store import leases
 from .store import retention as store
 from .store.db import utcnow
 
@@ -47,6 +50,7 @@ class PurgeReport:
     retention_days: int
     leavers: list[Leaver] = field(default_factory=list)
     archives_deleted: int = 0
+    busy: str | None = None  # who holds the outbox lease when the purge had to wait
 
     @property
     def people(self) -> int:
@@ -64,6 +68,7 @@ class PurgeReport:
 
     def to_json(self) -> dict[str, object]:
         return {"dry_run": self.dry_run, "retention_days": self.retention_days,
+                "busy": self.busy,
                 "people": self.people, "cards": self.cards, "batches": self.batches,
                 "archives_deleted": self.archives_deleted,
                 "leavers": [{"person_id": x.person_id, "left_on": x.left_on.isoformat(),
@@ -83,13 +88,33 @@ def leavers(conn: sqlite3.Connection, site: Site, today: date) -> list[Leaver]:
 
 
 def purge(conn: sqlite3.Connection, site: Site, archive_dir: Path, now: datetime, *,
-          dry_run: bool = False, actor: str | None = None) -> PurgeReport:
-    """Erase the leavers past retention (one transaction); `dry_run` only lists them."""
-    report = PurgeReport(dry_run, site.school.retention_days)
+          dry_run: bool = False, actor: str | None = None,
+          what: str = "badged person purge") -> PurgeReport:
+    """Erase the leavers past retention (one transaction); `dry_run` only lists them.
+
+    The purge drops batch files and archives: it holds the outbox lease (as the archive
+    purge does), and when another process delivers it does nothing (`busy` says who): the
+    next daily run, or the operator's retry, does it.
+    """
+    if dry_run:
+        report = PurgeReport(dry_run, site.school.retention_days)
+        report.leavers = leavers(conn, site, now.astimezone(PARIS).date())
+        return report
+    with outbox_lease(conn, what) as renew:
+        if renew is None:
+            holder = leases.holder(conn, OUTBOX_LEASE)
+            return PurgeReport(dry_run, site.school.retention_days,
+                               busy=holder.describe() if holder else "another process")
+        return _purge(conn, site, archive_dir, now, actor)
+
+
+def _purge(conn: sqlite3.Connection, site: Site, archive_dir: Path, now: datetime,
+           actor: str | None) -> PurgeReport:
+    report = PurgeReport(False, site.school.retention_days)
     with conn:
         conn.execute("BEGIN IMMEDIATE")
         report.leavers = leavers(conn, site, now.astimezone(PARIS).date())
-        if dry_run or not report.leavers:
+        if not report.leavers:
             return report
         stamp = utcnow()
         archives: list[Path] = []

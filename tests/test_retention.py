@@ -178,3 +178,15 @@ def test_retention_days_is_per_school(host_file: Path, tmp_path: Path) -> None:
     out = cli(host_file, "person", "purge", "--dry-run")
     assert "would purge 2 people who left more than 200 days ago" in out
     assert LEAVER.id in out and STUDENT.id in out and STAYS.id not in out
+
+
+def test_purge_waits_while_another_process_delivers(host_file: Path) -> None:
+    from badged.crous.mail import outbox_lease
+
+    conn = a_year_of_records(host_file)
+    with outbox_lease(conn, "another deliverer") as renew:
+        assert renew is not None
+        result = CliRunner().invoke(main, ["--host-config", str(host_file), "person", "purge"])
+    assert result.exit_code == 1 and "another deliverer" in result.output
+    assert people.get(conn, LEAVER.id) is not None  # nothing purged
+    assert "purged 2 people" in cli(host_file, "person", "purge")

@@ -7,10 +7,12 @@ derived per card (AN10922) from the card's UID and the application's AID.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..config.errors import SecretError
 from ..config.model import (
+    PICC_AID,
     CardProfile,
     CredentialSecret,
     DiversifiedKey,
@@ -51,26 +53,41 @@ class Keyring:
         self._static: dict[tuple[str, int], DesfireKey] = {}
         self._masters: dict[tuple[str, int], bytes] = {}
         self._diversified: dict[tuple[str, int], DiversifiedKey] = {}
+        self._base_dir = base_dir
         for app in profile.applications:
-            key_type = KeyType(app.key_type.value)
-            lengths = DES_LENGTHS.get(key_type, {key_type.key_length})
-            for key_no, ref in app.keys.items():
-                slot = (app.aid, key_no)
-                if isinstance(ref, FileSecret | CredentialSecret):
-                    self._static[slot] = DesfireKey(key_type, read_hex_key(ref, base_dir, lengths))
-                elif isinstance(ref, DiversifiedKey):
-                    self._masters[slot] = read_hex_key(ref.diversify.master, base_dir, {16})
-                    self._diversified[slot] = ref
-                elif isinstance(ref, SamKey):  # refused by the config rules already
-                    raise SecretError(
-                        f"application {app.aid} key {key_no}: reading "
-                        "through a SAM is not supported yet"
-                    )
+            self._load(app.aid, app.key_type.value, app.keys)
+        if profile.picc is not None:
+            self._load(PICC_AID, profile.picc.key_type.value, profile.picc.keys)
+
+    def _load(self, aid: str, key_type_name: str, keys: Mapping[int, object]) -> None:
+        key_type = KeyType(key_type_name)
+        lengths = DES_LENGTHS.get(key_type, {key_type.key_length})
+        for key_no, ref in keys.items():
+            slot = (aid, key_no)
+            if isinstance(ref, FileSecret | CredentialSecret):
+                self._static[slot] = DesfireKey(key_type,
+                                                read_hex_key(ref, self._base_dir, lengths))
+            elif isinstance(ref, DiversifiedKey):
+                self._masters[slot] = read_hex_key(ref.diversify.master, self._base_dir, {16})
+                self._diversified[slot] = ref
+            elif isinstance(ref, SamKey):  # refused by the config rules already
+                where = "PICC" if aid == PICC_AID else f"application {aid}"
+                raise SecretError(f"{where} key {key_no}: reading through a SAM is not "
+                                  "supported yet")
+
+    def from_uid(self, aid: str, key_no: int) -> bool:
+        """This key is derived from the card's UID (AN10922 input with `uid`)."""
+        ref = self._diversified.get((aid, key_no))
+        return ref is not None and "uid" in ref.diversify.input
 
     def key(self, app: ProfileApplication, key_no: int, uid: bytes) -> DesfireKey:
-        slot = (app.aid, key_no)
+        return self.key_for(app.aid, key_no, uid)
+
+    def key_for(self, aid: str, key_no: int, uid: bytes) -> DesfireKey:
+        """The key `key_no` of application `aid` (PICC_AID: the PICC's) for this UID."""
+        slot = (aid, key_no)
         if slot in self._static:
             return self._static[slot]
         ref = self._diversified[slot]
-        data = diversification_input(ref.diversify.input, uid, app.aid)
+        data = diversification_input(ref.diversify.input, uid, aid)
         return DesfireKey(KeyType.AES, an10922_aes128(self._masters[slot], data))

@@ -11,16 +11,20 @@ context, so sharing one between threads would make a reader thread block a card 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar
 
 from smartcard import scard
+
+log = logging.getLogger(__name__)
 
 PNP_NOTIFICATION = "\\\\?PnP?\\Notification"
 """Pseudo-reader whose state changes when a reader is plugged or unplugged (pcsc-lite ≥ 1.6)."""
@@ -28,6 +32,7 @@ PNP_NOTIFICATION = "\\\\?PnP?\\Notification"
 _PNP_FALLBACK_TICK = 1.0  # re-list period when the PC/SC stack has no PnP notification
 _RELIST_TICK = 2.0  # pcsc-lite 1.9.9 PnP counts readers: a swap between two calls is missed
 _REMOVAL_GRACE = 0.6  # pcscd polls vpcd/readers every 400 ms: how long to wait for it to notice
+TRANSACTION_WAIT = 5.0  # how long a read waits for another program's read of the same card
 _INFINITE_MS = 0x7FFFFFFF
 
 _OK = scard.SCARD_S_SUCCESS
@@ -91,6 +96,10 @@ class ReaderGone(PcscError):  # noqa: N818
 
 class CardTimeout(PcscError):  # noqa: N818
     """Waiting for a card (or for its removal) timed out."""
+
+
+class ReaderBusy(PcscError):  # noqa: N818
+    """Another program held the card (a PC/SC transaction) longer than we would wait."""
 
 
 _UNAVAILABLE = {
@@ -252,6 +261,10 @@ class CardConnection:
 
     `apdu_count` counts transmit calls and `transmit_seconds` the time spent inside them, so
     a benchmark can tell the reader's own overhead from the card stack's.
+
+    Shared mode lets several programs use the card; `with conn.transaction():` makes a
+    sequence of exchanges (a whole read: select, authenticate, read) theirs alone, so that
+    another program's commands cannot interleave and break its secure-messaging session.
     """
 
     def __init__(self, reader: str, *, exclusive: bool = False) -> None:
@@ -308,6 +321,40 @@ class CardConnection:
             )
         return bytes(response)
 
+    @contextmanager
+    def transaction(self, wait: float = TRANSACTION_WAIT) -> Iterator[Self]:
+        """Hold the card (SCardBeginTransaction … SCardEndTransaction) for the block; at
+        most `wait` seconds behind another program's transaction, then ReaderBusy (the
+        connection is then handed to a helper thread: see `_bounded`)."""
+        card = self._card
+        if card is None:
+            raise TransactionFailed("not connected", reader=self.reader)
+
+        def begin() -> CardConnection:
+            _begin_transaction(card, self.reader)
+            return self
+
+        def undo(_: CardConnection) -> None:
+            scard.SCardEndTransaction(card, scard.SCARD_LEAVE_CARD)
+
+        def give_up() -> None:
+            # The handle is no longer ours (our disconnect becomes a no-op); releasing it
+            # queues behind the pending call, so a thread does it.
+            ctx, self._card, self._ctx = self._ctx, None, None
+
+            def release() -> None:
+                scard.SCardDisconnect(card, scard.SCARD_LEAVE_CARD)
+                if ctx is not None:
+                    _release(ctx)
+
+            threading.Thread(target=release, name="pcsc-release", daemon=True).start()
+
+        _bounded(begin, self.reader, wait, undo=undo, abandon=give_up)
+        try:
+            yield self
+        finally:
+            _end_transaction(self)
+
     def _transmit_error(self, rv: int) -> PcscError:
         if rv == scard.SCARD_E_NOT_TRANSACTED and self._card_left():
             # Right after a pull, pcsc-lite reports "not transacted" until its next poll.
@@ -354,6 +401,100 @@ class CardConnection:
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed"
         return f"<CardConnection {self.reader!r} {state} apdus={self.apdu_count}>"
+
+
+def _begin_transaction(card: int, reader: str) -> None:
+    rv = scard.SCardBeginTransaction(card)
+    if rv == scard.SCARD_W_RESET_CARD:
+        raise TransactionFailed("the card was reset by another program: tap it again",
+                                reader=reader, code=rv)
+    if rv in (scard.SCARD_W_REMOVED_CARD, scard.SCARD_E_NO_SMARTCARD):
+        raise CardRemoved("card removed", reader=reader, code=rv)
+    _check(rv, reader, "cannot start a transaction with the card")
+
+
+def _end_transaction(conn: CardConnection) -> None:
+    card = conn._card
+    if card is not None:
+        # Fails harmlessly when the card left: pcscd ends the transaction then.
+        scard.SCardEndTransaction(card, scard.SCARD_LEAVE_CARD)
+
+
+T = TypeVar("T")
+
+
+def _bounded(work: Callable[[], T], reader: str, wait: float, *,
+             undo: Callable[[T], None], abandon: Callable[[], None] | None = None) -> T:
+    """`work()` (connect, begin a transaction) within `wait` seconds, else ReaderBusy.
+
+    pcsc-lite makes SCardConnect and SCardBeginTransaction wait, without a bound, while
+    another program holds a transaction on the card. So `work` runs in a helper thread;
+    when the caller stops waiting, `abandon()` runs at once (in the caller, it must not
+    block) and the helper, whenever pcsc-lite returns, `undo`es what `work` got: nothing
+    is left held.
+    """
+    done = threading.Event()
+    lock = threading.Lock()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            value: Any = work()
+            error = None
+        except BaseException as exc:
+            value, error = None, exc
+        with lock:
+            if not outcome.get("abandoned"):
+                outcome["value"], outcome["error"] = value, error
+                done.set()
+                return
+        if error is None:
+            undo(value)
+
+    helper = threading.Thread(target=run, name="pcsc-wait", daemon=True)
+    helper.start()
+    if not done.wait(wait):
+        with lock:
+            if not done.is_set():
+                outcome["abandoned"] = True
+        if outcome.get("abandoned"):
+            log.warning("reader %r: another program held the card for %g s", reader, wait)
+            if abandon is not None:
+                abandon()
+            raise ReaderBusy(f"reader busy: another program is using the card (waited "
+                             f"{wait:g} s); try again", reader=reader)
+    if outcome["error"] is not None:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+@contextmanager
+def held_card(reader: str, wait: float = TRANSACTION_WAIT) -> Iterator[CardConnection]:
+    """Connect to the card on `reader` and hold it (a PC/SC transaction) for the block:
+    the way to run a whole read (select, authenticate, read) with no other program's
+    commands in between. Waits at most `wait` seconds for another program's transaction,
+    then ReaderBusy."""
+
+    def connect_and_begin() -> CardConnection:
+        conn = CardConnection(reader)
+        try:
+            assert conn._card is not None
+            _begin_transaction(conn._card, reader)
+        except BaseException:
+            conn.disconnect()
+            raise
+        return conn
+
+    def undo(conn: CardConnection) -> None:
+        _end_transaction(conn)
+        conn.disconnect()
+
+    conn = _bounded(connect_and_begin, reader, wait, undo=undo)
+    try:
+        yield conn
+    finally:
+        _end_transaction(conn)
+        conn.disconnect()
 
 
 def connect(pattern: str | None = None) -> CardConnection:

@@ -15,8 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config.model import CardProfile, CsnSource, Decode, Meaning, ProfileApplication
-from .desfire.aid import PICC_AID
+from ..config.model import PICC_AID, CardProfile, CsnSource, Decode, Meaning, ProfileApplication
 from .desfire.commands import DesfireCard, Transmit
 from .desfire.errors import DesfireError
 from .desfire.info import AuthMode, CommMode, VersionInfo, VersionPart
@@ -152,29 +151,53 @@ class ProfileReader:
         def read_version() -> None:
             versions.append(card.get_version())
 
+        uid_auth = profile.csn.card_uid_auth if profile.csn.source is CsnSource.CARD_UID else None
+        if uid_auth is None and random_uid:
+            self._refuse_random_uid(reader, uid)
+        # The real UID comes first, whatever the order of the applications: a key
+        # diversified from the UID must never be derived from a random id.
+        apps = list(enumerate(profile.applications))
+        csn = uid
+        version_wanted = profile.read_version
+        if uid_auth is not None and uid_auth.aid == PICC_AID:
+            card.select_application(PICC_AID)
+            if version_wanted:
+                read_version()  # before authenticating: the reply is then plain
+                version_wanted = False
+            picc = profile.picc
+            assert picc is not None  # the config rules make sure of it
+            card.authenticate(uid_auth.key_no,
+                              self.keyring.key_for(PICC_AID, uid_auth.key_no, uid),
+                              AuthMode(picc.effective_auth.value))
+            csn = card.get_card_uid()
+            uid_auth = None
+        elif uid_auth is not None:
+            apps.sort(key=lambda item: item[1].aid != uid_auth.aid)
         # GetVersion runs right after a SelectApplication: a card left on the reader may
         # still be in an authenticated session from an earlier read, and would then MAC
         # the reply; selecting ends any session, at no extra APDU when there is an app.
-        if profile.read_version and not profile.applications:
+        if version_wanted and not apps:
             card.select_application(PICC_AID)
             read_version()
-        csn = uid
-        uid_auth = profile.csn.card_uid_auth if profile.csn.source is CsnSource.CARD_UID else None
-        files: list[FileValue] = []
-        for i, app in enumerate(profile.applications):
+        files: list[tuple[int, FileValue]] = []
+        for n, (index, app) in enumerate(apps):
             wants_uid = uid_auth is not None and uid_auth.aid == app.aid
+            found: list[FileValue] = []
             real_uid = self._read_application(
                 card,
                 app,
                 csn,
-                files,
-                uid_key=uid_auth.key_no if wants_uid else None,
-                on_selected=read_version if profile.read_version and i == 0 else None,
+                found,
+                uid_key=uid_auth.key_no if wants_uid and uid_auth else None,
+                on_selected=read_version if version_wanted and n == 0 else None,
             )
+            files += [(index, f) for f in found]
             if real_uid is not None:
                 csn = real_uid
+        files.sort(key=lambda item: item[0])  # the profile's order of applications
+        values = [f for _, f in files]
         desfire = _version_json(versions[0]) if versions else None
-        by_meaning = {f.meaning: f.value for f in files}
+        by_meaning = {f.meaning: f.value for f in values}
         return CardRead(
             reader=reader,
             atr=atr.hex().upper(),
@@ -183,8 +206,20 @@ class ProfileReader:
             desfire=desfire,
             crous_number=by_meaning.get(Meaning.CROUS_NUMBER.value),
             escn=by_meaning.get(Meaning.ESCN.value),
-            files=files,
+            files=values,
         )
+
+    def _refuse_random_uid(self, reader: str, uid: bytes) -> None:
+        """A random-UID card, a key derived from the UID, and no way to the real UID: say
+        so, rather than fail an authentication with a key derived from the random id."""
+        for app in self.profile.applications:
+            for f in app.files:
+                if f.read_key != "free" and self.keyring.from_uid(app.aid, f.read_key):
+                    raise CardReadError(
+                        reader, f"random-UID card (id {uid.hex().upper()}): key "
+                        f"{f.read_key} of application {app.aid} is diversified from the "
+                        "real UID, which this profile does not read: set csn: {source: "
+                        "card_uid, card_uid_auth: {aid, key_no}}", reason="profile")
 
     def _read_application(
         self,

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..config.model import ReaderRole, ReaderRule
-from .pcsc import CardConnection, EventKind, PcscError, ReaderEvent, ReaderWatcher, match_readers
+from .pcsc import (
+    EventKind,
+    PcscError,
+    ReaderEvent,
+    ReaderWatcher,
+    held_card,
+    match_readers,
+)
 from .profile import CardRead, CardReadError, ProfileReader
 
 log = logging.getLogger(__name__)
@@ -190,7 +197,7 @@ class ReaderService:
             self.handler.on_sam(binding.label, True)
             return
         try:
-            with CardConnection(reader) as conn:
+            with held_card(reader) as conn:
                 read = self.profile.read(conn.transmit, reader=reader, atr=conn.atr)
         except CardReadError as exc:
             log.warning("%s", exc)

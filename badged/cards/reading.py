@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .pcsc import CardConnection, CardTimeout, PcscError, ReaderNotFound, wait_for_card
+from .pcsc import CardTimeout, PcscError, ReaderNotFound, held_card, wait_for_card
 from .profile import CardRead, CardReadError, ProfileReader
 
 
@@ -21,7 +21,7 @@ def read_one(reader: ProfileReader, pattern: str | None, timeout: float | None) 
             raise type(exc)(exc.reason, reader=pattern, code=exc.code) from exc
         raise
     try:
-        with CardConnection(name) as conn:
+        with held_card(name) as conn:
             return reader.read(conn.transmit, reader=name, atr=conn.atr)
     except PcscError as exc:
         raise CardReadError(name, str(exc), reason="pcsc") from exc

@@ -115,6 +115,22 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def bypass_only_if_down(ctx: Context, exc: DaemonUnreachable, instead: str) -> None:
+    """Return only when no daemon runs for this host, proven by its lock (not by a
+    timeout): a daemon that is busy or slow to answer must not be doubled by a command
+    doing its work at the same time. Otherwise exit 4 with `exc` and what was not done."""
+    from ..daemon.pidlock import Unknown, running_pid
+
+    try:
+        pid = running_pid(ctx.host.runtime_dir)
+    except Unknown as unknown:
+        fail(f"error: {exc}; {unknown}; {instead}", EXIT_UNREACHABLE)
+    if pid is not None:
+        who = f"badged (pid {pid})" if pid else "badged"
+        fail(f"error: {who} is running but did not answer: {exc}; {instead}",
+             EXIT_UNREACHABLE)
+
+
 def _summary(exc: ConfigError) -> str:
     files = len({i.file for i in exc.issues})
     errors = len(exc.issues)

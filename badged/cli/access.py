@@ -11,7 +11,7 @@ import click
 from ..access import export as access
 from ..daemon.control import ControlClient, DaemonUnreachable, RequestError, socket_path
 from ..store.db import open_store
-from . import Context, fail, main, pass_ctx, user_errors
+from . import Context, bypass_only_if_down, fail, main, pass_ctx, user_errors
 
 
 @main.group("access")
@@ -78,7 +78,8 @@ def access_export(ctx: Context, name: str | None, dry_run: bool, full: bool,
         answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
             "access-export", name=name, full=full or None, timeout=300)
         results = answer["results"]
-    except DaemonUnreachable:
+    except DaemonUnreachable as exc:
+        bypass_only_if_down(ctx, exc, "not exporting from here: the daemon does it")
         click.echo("badged is not running: exporting from here", err=True)
         site = ctx.host.load_site()
         conn = open_store(ctx.host.state_dir)

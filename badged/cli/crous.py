@@ -18,6 +18,7 @@ from ..store.db import open_store
 from . import (
     EXIT_PARTIAL,
     Context,
+    bypass_only_if_down,
     fail,
     finish_import,
     main,
@@ -106,7 +107,9 @@ def sync_command(ctx: Context, dry_run: bool, as_json: bool) -> None:
         answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
             "crous-sync", dry_run=dry_run, timeout=3600)
         result = answer["result"]
-    except DaemonUnreachable:
+    except DaemonUnreachable as exc:
+        bypass_only_if_down(ctx, exc, "not syncing from here: two runs would tell the CROUS "
+                            "twice; see `badged crous errors`")
         click.echo("badged is not running: syncing from here", err=True)
         result = _sync_here(ctx, dry_run)
     except RequestError as exc:

@@ -19,6 +19,7 @@ from ..store import people
 from ..store.db import open_store
 from . import (
     Context,
+    bypass_only_if_down,
     fail,
     finish_import,
     main,
@@ -64,7 +65,9 @@ def enrol_command(ctx: Context, person_id: str | None, reader: str | None, timeo
             "enrol", person=person_id, reader=reader, wait_seconds=timeout, actor=actor(),
             timeout=timeout + 15)
         done = answer["enrolled"]
-    except DaemonUnreachable:
+    except DaemonUnreachable as exc:
+        bypass_only_if_down(ctx, exc, "not reading the reader from here: the daemon owns "
+                            "it; try again, or check `badged status`")
         click.echo("badged is not running: reading the enrolment reader directly", err=True)
         done = _one_shot(ctx, person_id, reader, timeout)
     except RequestError as exc:

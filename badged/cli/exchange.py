@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
 from ..config.model import ExchangeKind
 from ..crous import exchanges
+from ..crous.deadlines import show_day
 from ..crous.mail import DeliveryError, OutboxError, list_batches, resends
 from ..daemon.control import ControlClient, DaemonUnreachable, RequestError, socket_path
 from ..lifecycle import actor
 from ..store.db import open_store
-from . import Context, fail, main, pass_ctx, user_errors
+from . import EXIT_PARTIAL, Context, bypass_only_if_down, fail, main, pass_ctx, user_errors
 
 KINDS = click.Choice([k.value for k in ExchangeKind])
 
@@ -53,9 +56,12 @@ def exchange_plan(ctx: Context, kind: str | None, summary: bool, as_json: bool) 
         return
     for p in plans:
         to = ", ".join(f"{r['mailbox']} <{r['address']}>" for r in p.recipients) or "-"
-        when = f", deadline {p.deadline:%Y-%m-%d}" if p.deadline else ""
+        when = f", deadline {show_day(p.deadline)}" if p.deadline else ""
         click.echo(f"{p.kind.value} {p.academic_year}-{p.academic_year + 1}: "
                    f"{len(p.changes.lines)} to send, {p.changes.unchanged} unchanged{when}")
+        late = p.lateness()
+        if late:
+            click.echo(f"  LATE: {late}")
         click.echo(f"  {p.transport} to {to}, file {p.file_name} (layout {p.layout})")
         for line in p.changes.lines:
             click.echo(f"  {line.person_id}: {line.reason}")
@@ -77,11 +83,17 @@ def _summary(plans: list[exchanges.Plan], as_json: bool) -> None:
 
 @exchange.command("run")
 @click.argument("kind", type=KINDS)
+@click.option("--timeout", type=float, default=300.0, show_default=True, metavar="S",
+              help="Seconds to wait for the daemon's answer.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 @user_errors
-def exchange_run(ctx: Context, kind: str, as_json: bool) -> None:
+def exchange_run(ctx: Context, kind: str, timeout: float, as_json: bool) -> None:
     """Build the KIND file now and send it (through the daemon when it runs).
+
+    Exit 0 when nothing is left undelivered, 3 when a batch is still waiting in the outbox
+    (failed now, in its backoff, or another process is delivering), 4 when the daemon runs
+    but did not answer (nothing is built or sent from here then).
 
     \b
     Examples:
@@ -90,19 +102,27 @@ def exchange_run(ctx: Context, kind: str, as_json: bool) -> None:
     """
     try:
         answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
-            "exchange-run", kind=kind, timeout=300)
+            "exchange-run", kind=kind, timeout=timeout)
         result = answer["result"]
-    except DaemonUnreachable:
+    except DaemonUnreachable as exc:
+        bypass_only_if_down(ctx, exc, "not building or sending from here: the daemon does "
+                            "it; see `badged exchange list`")
         click.echo("badged is not running: building and sending from here", err=True)
         site = ctx.host.load_site()
         conn = open_store(ctx.host.state_dir)
-        result = exchanges.run(conn, ctx.host, site, ExchangeKind(kind),
-                               datetime.now(UTC)).to_json()
+        result = exchanges.run(conn, ctx.host, site, ExchangeKind(kind), datetime.now(UTC),
+                               what="badged exchange run").to_json()
     except RequestError as exc:
         fail(f"error: {exc.error}")
     if as_json:
-        click.echo(json.dumps(result, indent=2))
-        return
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        _print_run(kind, result)
+    if result.get("pending") or result.get("failed"):
+        sys.exit(EXIT_PARTIAL)
+
+
+def _print_run(kind: str, result: dict[str, Any]) -> None:
     if result["batch"] is None:
         click.echo(f"{kind}: nothing to send")
     else:
@@ -111,8 +131,19 @@ def exchange_run(ctx: Context, kind: str, as_json: bool) -> None:
                f"{result['pending']} pending")
     for error in result["errors"]:
         click.echo(f"  delivery error: {error}", err=True)
-    if result["failed"]:
-        fail("some batches are not delivered yet: they stay in the outbox and are retried")
+    if result.get("busy"):
+        click.echo(f"  not delivered by this run: {result['busy']} is delivering the outbox",
+                   err=True)
+    for w in result.get("waiting", []):
+        when = (f"next attempt at {w['next_attempt_at']}" if w["next_attempt_at"]
+                else "next attempt at the next delivery run")
+        click.echo(f"  batch {w['batch_id']} ({w['kind']}) not delivered yet, "
+                   f"{w['attempts']} attempt(s): {when}", err=True)
+    if result.get("late"):
+        click.echo(f"{kind}: {result['late']}", err=True)
+    if result["pending"] or result["failed"]:
+        click.echo("some batches are not delivered yet: they stay in the outbox and are "
+                   "retried (exit 3)", err=True)
 
 
 @exchange.command("retry")
@@ -135,7 +166,9 @@ def exchange_retry(ctx: Context, batch: int | None, as_json: bool) -> None:
         answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
             "exchange-retry", timeout=300, **({"batch": batch} if batch is not None else {}))
         result = answer["result"]
-    except DaemonUnreachable:
+    except DaemonUnreachable as exc:
+        bypass_only_if_down(ctx, exc, "not delivering from here: the daemon does it; see "
+                            "`badged exchange list`")
         click.echo("badged is not running: delivering from here", err=True)
         site = ctx.host.load_site()
         conn = open_store(ctx.host.state_dir)
@@ -176,7 +209,9 @@ def exchange_resend(ctx: Context, batch: int, as_json: bool) -> None:
         answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
             "exchange-resend", batch=batch, actor=actor(), timeout=300)
         result = answer["result"]
-    except DaemonUnreachable:
+    except DaemonUnreachable as exc:
+        bypass_only_if_down(ctx, exc, "not sending from here (it may be sending it now): "
+                            "see `badged exchange list` before trying again")
         click.echo("badged is not running: sending from here", err=True)
         site = ctx.host.load_site()
         conn = open_store(ctx.host.state_dir)

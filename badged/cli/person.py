@@ -85,6 +85,9 @@ def person_purge(ctx: Context, dry_run: bool, as_json: bool) -> None:
     site = ctx.host.load_site()
     conn = open_store(ctx.host.state_dir)
     report = purge(conn, site, archive_dir(ctx.host), datetime.now(UTC), dry_run=dry_run)
+    if report.busy:
+        fail(f"error: the outbox is being delivered by {report.busy}: nothing purged, "
+             "try again in a minute")
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from .. import logs
-from . import Context, main, pass_ctx, user_errors
+from . import Context, fail, main, pass_ctx, user_errors
 
 
 @main.command("run")
@@ -13,8 +13,13 @@ from . import Context, main, pass_ctx, user_errors
 @user_errors
 def run(ctx: Context) -> None:
     """Run the daemon of this host's school (systemd's ExecStart)."""
+    from ..daemon.runtime import StartError
     from ..daemon.runtime import run as run_daemon
 
     host = ctx.host
     logs.setup(host.config.log_level)
-    sys.exit(run_daemon(host))
+    try:
+        code = run_daemon(host)
+    except StartError as exc:
+        fail(f"error: {exc}")
+    sys.exit(code)

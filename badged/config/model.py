@@ -388,8 +388,30 @@ class CsnSource(StrEnum):
     CARD_UID = "card_uid"
 
 
+PICC_AID = "000000"
+
+
+class ProfilePicc(Model):
+    """The card-level (PICC) master key, for a profile that reveals the real UID of a
+    random-UID card with it alone (`card_uid_auth: {aid: "000000", key_no: 0}`)."""
+
+    key_type: KeyType = Field(KeyType.AES, description="Type of the PICC master key.")
+    keys: dict[KeyNo, KeyRef] = Field(min_length=1, description=(
+        "Key 0, the PICC master key, by reference (file, credential, diversify)."))
+    auth: AuthMode | None = Field(None, description=(
+        "Authentication command: aes | iso | legacy; default from key_type."))
+
+    @property
+    def effective_auth(self) -> AuthMode:
+        return self.auth or DEFAULT_AUTH[self.key_type]
+
+
 class CardUidAuth(Model):
-    aid: Aid = Field(description="Application whose key opens GetCardUID.")
+    """Which key opens GetCardUID: one of an application's, or with `aid: "000000"` the
+    PICC master key of the profile's `picc:` (an application-less step)."""
+
+    aid: Aid = Field(description=(
+        'Application whose key opens GetCardUID; "000000": the PICC master key (picc).'))
     key_no: KeyNo = Field(description="Key number that opens GetCardUID.")
 
 
@@ -408,6 +430,8 @@ class CardProfile(Model):
     csn: CsnSpec = Field(CsnSpec(), description="How to read the card's serial number.")
     read_version: bool = Field(False, description=(
         "Whether to read GetVersion (3 more APDUs per read)."))
+    picc: ProfilePicc | None = Field(None, description=(
+        "The PICC master key, to read the real UID of a random-UID card with it alone."))
     applications: list[ProfileApplication] = Field([], description=(
         "The applications to read, in order."))
 

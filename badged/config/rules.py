@@ -17,6 +17,7 @@ from .model import (
     ACCESS_LAYOUT_FIELDS,
     ACCESS_ONLY_FIELDS,
     ALLOWED_AUTH,
+    PICC_AID,
     AccessFormat,
     CardProfile,
     CommMode,
@@ -189,6 +190,8 @@ def profile_rules(doc: Document, profile: CardProfile) -> Iterator[ConfigIssue]:
             if isinstance(ref, DiversifiedKey) and app.key_type is not KeyType.AES:
                 yield doc.issue((*here, "keys", key_no), "AN10922 diversification is "
                                 "AES-128 only: key_type must be aes")
+            if isinstance(ref, DiversifiedKey):
+                yield from _diversify_length(doc, (*here, "keys", key_no), ref)
         ids: set[int] = set()
         for f, file in enumerate(app.files):
             at = (*here, "files", f)
@@ -202,26 +205,82 @@ def profile_rules(doc: Document, profile: CardProfile) -> Iterator[ConfigIssue]:
             elif file.read_key not in app.keys:
                 yield doc.issue((*at, "read_key"), f"key {file.read_key} has no reference "
                                 "in this application's keys")
+    yield from _picc_rules(doc, profile)
     csn = profile.csn
     if csn.source is CsnSource.CARD_UID:
         if csn.card_uid_auth is None:
             yield doc.issue(("csn",), "source card_uid needs card_uid_auth {aid, key_no}",
                             shown_path=("csn", "card_uid_auth"))
+        elif csn.card_uid_auth.aid == PICC_AID:
+            key_no = csn.card_uid_auth.key_no
+            if profile.picc is None:
+                yield doc.issue(("csn", "card_uid_auth", "aid"), f"aid {PICC_AID} is the "
+                                "card itself (PICC): add picc: {key_type, keys: {0: "
+                                "{file: …}}} with its master key")
+            elif key_no not in profile.picc.keys:
+                yield doc.issue(("csn", "card_uid_auth", "key_no"), f"key {key_no} has no "
+                                "reference in picc.keys")
+            else:
+                yield from _uid_key_rules(doc, key_no, profile.picc.keys[key_no])
         elif csn.card_uid_auth.aid not in aids:
             yield doc.issue(("csn", "card_uid_auth", "aid"), f"application "
-                            f"{csn.card_uid_auth.aid} is not in this profile")
+                            f"{csn.card_uid_auth.aid} is not in this profile (or "
+                            f"\"{PICC_AID}\" for the PICC master key)")
         else:
             key_no = csn.card_uid_auth.key_no
             ref = profile.applications[aids[csn.card_uid_auth.aid]].keys.get(key_no)
             if ref is None:
                 yield doc.issue(("csn", "card_uid_auth", "key_no"), f"key {key_no} has no "
                                 f"reference in application {csn.card_uid_auth.aid}")
-            elif isinstance(ref, DiversifiedKey) and "uid" in ref.diversify.input:
-                yield doc.issue(("csn", "card_uid_auth", "key_no"), f"key {key_no} is "
-                                "diversified with the UID, which is what it must reveal: "
-                                "use a key that does not depend on the UID")
+            else:
+                yield from _uid_key_rules(doc, key_no, ref)
     elif csn.card_uid_auth is not None:
         yield doc.issue(("csn", "card_uid_auth"), "only used with source card_uid",
+                        at_key=True)
+
+
+# AN10922 takes 1 to 31 input bytes; `uid` counts its longest (10 bytes), `aid` 3.
+_PART_LENGTH = {"uid": 10, "aid": 3, "aid_msb": 3}
+
+
+def _diversify_length(doc: Document, where: tuple, ref: DiversifiedKey
+                      ) -> Iterator[ConfigIssue]:
+    size = sum(_PART_LENGTH.get(p, len(p) // 2) for p in ref.diversify.input)
+    if size > 31:
+        yield doc.issue((*where, "diversify", "input"), f"AN10922 input of up to {size} "
+                        "bytes: it takes at most 31 (uid counts 10, aid 3)")
+
+
+def _uid_key_rules(doc: Document, key_no: int, ref: object) -> Iterator[ConfigIssue]:
+    if isinstance(ref, DiversifiedKey) and "uid" in ref.diversify.input:
+        yield doc.issue(("csn", "card_uid_auth", "key_no"), f"key {key_no} is "
+                        "diversified with the UID, which is what it must reveal: "
+                        "use a key that does not depend on the UID")
+
+
+def _picc_rules(doc: Document, profile: CardProfile) -> Iterator[ConfigIssue]:
+    picc = profile.picc
+    if picc is None:
+        return
+    if picc.effective_auth not in ALLOWED_AUTH[picc.key_type]:
+        yield doc.issue(("picc", "auth"), f"auth {picc.effective_auth.value!r} cannot be "
+                        f"used with {picc.key_type.value} keys")
+    for key_no, ref in picc.keys.items():
+        if key_no != 0:
+            yield doc.issue(("picc", "keys", key_no), "the PICC has one key: number 0",
+                            at_key=True)
+        if isinstance(ref, SamKey):
+            yield doc.issue(("picc", "keys", key_no), "reading through a SAM is not "
+                            "supported yet")
+        if isinstance(ref, DiversifiedKey) and picc.key_type is not KeyType.AES:
+            yield doc.issue(("picc", "keys", key_no), "AN10922 diversification is "
+                            "AES-128 only: key_type must be aes")
+        if isinstance(ref, DiversifiedKey):
+            yield from _diversify_length(doc, ("picc", "keys", key_no), ref)
+    uid_auth = profile.csn.card_uid_auth
+    if uid_auth is None or uid_auth.aid != PICC_AID:
+        yield doc.issue(("picc",), "picc keys are only used to read the real UID: set "
+                        'csn: {source: card_uid, card_uid_auth: {aid: "000000", key_no: 0}}',
                         at_key=True)
 
 

@@ -36,10 +36,26 @@ def academic_year_start(now: datetime, start: str = "09-01") -> datetime:
     return datetime.combine(begin, time(), PARIS)
 
 
-def deadline(now: datetime, month_day: str, start: str = "09-01") -> datetime:
-    """End (24:00 Paris) of the deadline day within the current academic year."""
+def deadline_day(now: datetime, month_day: str, start: str = "09-01") -> date:
+    """The deadline day, as configured, within the current academic year."""
     year_start = academic_year_start(now, start)
     day = _on(year_start.year, month_day)
     if day < year_start.date():
         day = _on(year_start.year + 1, month_day)
+    return day
+
+
+def end_of(day: date) -> datetime:
+    """The instant a deadline day is over: 24:00 Paris, i.e. 00:00 of the next day."""
     return datetime.combine(day + timedelta(days=1), time(), PARIS)
+
+
+def deadline(now: datetime, month_day: str, start: str = "09-01") -> datetime:
+    """End (24:00 Paris) of the deadline day within the current academic year: the instant
+    it passes. Show `deadline_day` to people: this instant reads as the next day."""
+    return end_of(deadline_day(now, month_day, start))
+
+
+def show_day(day: date) -> str:
+    """A deadline day as people write it (French order): 30/10/2026."""
+    return f"{day:%d/%m/%Y}"

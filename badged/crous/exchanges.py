@@ -10,16 +10,19 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from ..config.host import Host
 from ..config.model import Exchange, ExchangeKind
 from ..config.tree import Site
+from ..store import exchanges as store
+from ..store.outbox import iso
 from . import changes, layouts
-from .deadlines import deadline
+from .archives import archive_folder
+from .deadlines import academic_year_start, deadline_day, end_of, show_day
 from .mail import (
     DeliveryReport,
     OutgoingFile,
@@ -51,16 +54,34 @@ class Plan:
     layout: str
     file_name: str
     changes: changes.ChangeSet
-    deadline: datetime | None = None
+    deadline: date | None = None
     notes: list[str] = field(default_factory=list)
+    late: bool = False
+
+    @property
+    def deadline_passes_at(self) -> datetime | None:
+        """The instant the deadline day is over (24:00 Paris)."""
+        return end_of(self.deadline) if self.deadline else None
+
+    def lateness(self) -> str | None:
+        """"late since …" when the deadline passed and this kind was not sent this year."""
+        if not self.late or self.deadline is None:
+            return None
+        return (f"late since {show_day(self.deadline)} 24:00: the {LABELS[self.kind]} "
+                f"deadline passed and no {self.kind.value} file was sent for "
+                f"{self.academic_year}-{self.academic_year + 1}")
 
     def to_json(self) -> dict[str, Any]:
+        passes = self.deadline_passes_at
         return {
             "kind": self.kind.value, "academic_year": self.academic_year,
             "transport": self.transport, "recipients": self.recipients,
             "layout": self.layout, "file_name": self.file_name,
             "count": len(self.changes.lines), "unchanged": self.changes.unchanged,
             "deadline": self.deadline.isoformat() if self.deadline else None,
+            "deadline_passes_at": passes.isoformat() if passes else None,
+            "late": self.late,
+            "late_since": passes.isoformat() if self.late and passes else None,
             "lines": [{"person": line.person_id, "reason": line.reason}
                       for line in self.changes.lines],
             "notes": self.notes,
@@ -111,13 +132,24 @@ def plan(conn: sqlite3.Connection, site: Site, kind: ExchangeKind, now: datetime
                              crous=site.school.crous, kind=kind.value, when=now.date())
     when = None
     if kind in site.crous.deadlines:
-        when = deadline(now, site.crous.deadlines[kind], site.school.academic_year_start)
+        when = deadline_day(now, site.crous.deadlines[kind], site.school.academic_year_start)
     result = Plan(kind, found.academic_year, ex.transport, recipients, layout_id, name, found,
                   when)
+    result.late = is_late(conn, site, kind, when, now)
     if ex.transport == "api":
         result.notes.append("transport api: told to the API CROUS person by person by "
                             "`badged crous sync` (scheduled), not sent as a file")
     return result
+
+
+def is_late(conn: sqlite3.Connection, site: Site, kind: ExchangeKind, day: date | None,
+            now: datetime) -> bool:
+    """The deadline day is over and no batch of this kind was sent since the start of the
+    academic year (what the BadgedCrousDeadlineMissed alert says too)."""
+    if day is None or now < end_of(day):
+        return False
+    year_start = academic_year_start(now, site.school.academic_year_start)
+    return store.first_sent_since(conn, kind.value, iso(year_start)) is None
 
 
 def _mail_text(site: Site, p: Plan, file: OutgoingFile) -> tuple[str, str]:
@@ -170,15 +202,16 @@ def write(conn: sqlite3.Connection, site: Site, kind: ExchangeKind,
 
 
 def archive_dir(host: Host) -> Path:
-    return host.state_dir / "archive"
+    return archive_folder(host.state_dir)
 
 
 def deliver(conn: sqlite3.Connection, host: Host, site: Site, now: datetime,
-            metrics: Any = None) -> DeliveryReport:
-    """Deliver the pending batches due now through the host's relay (or the demo maildir)."""
+            metrics: Any = None, what: str = "badged") -> DeliveryReport:
+    """Deliver the pending batches due now through the host's relay (or the demo maildir),
+    unless another process (`report.busy`) is delivering the outbox."""
     sender = sender_for_host(host, site.school)
     return deliver_pending(conn, sender, now=now, archive_dir=archive_dir(host),
-                           metrics=metrics)
+                           metrics=metrics, what=what)
 
 
 def retry(conn: sqlite3.Connection, host: Host, site: Site, now: datetime,
@@ -206,15 +239,24 @@ class RunResult:
     batch_id: int | None
     delivery: DeliveryReport
 
+    late: str | None = None
+
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.plan.kind.value, "count": len(self.plan.changes.lines),
                 "batch": self.batch_id, "sent": self.delivery.sent,
                 "failed": self.delivery.failed, "pending": self.delivery.pending,
-                "errors": [o.error for o in self.delivery.outcomes if o.error]}
+                "errors": [o.error for o in self.delivery.outcomes if o.error],
+                "waiting": [asdict(w) for w in self.delivery.waiting],
+                "busy": self.delivery.busy,
+                "deadline": self.plan.deadline.isoformat() if self.plan.deadline else None,
+                "late": self.late}
 
 
 def run(conn: sqlite3.Connection, host: Host, site: Site, kind: ExchangeKind, now: datetime,
-        metrics: Any = None) -> RunResult:
+        metrics: Any = None, what: str = "badged") -> RunResult:
     """`exchange run KIND` and the scheduled job: write the batch, then deliver the outbox."""
     p, batch = write(conn, site, kind, now)
-    return RunResult(p, batch, deliver(conn, host, site, now, metrics))
+    result = RunResult(p, batch, deliver(conn, host, site, now, metrics, what))
+    p.late = is_late(conn, site, kind, p.deadline, now)  # the run may have sent it
+    result.late = p.lateness()
+    return result

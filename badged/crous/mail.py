@@ -8,6 +8,10 @@
    archived. A failed attempt keeps it pending with the error and a growing backoff; a batch
    is never dropped. A crash between the server's acceptance and `mark sent` sends the same
    mail again (same Message-ID) at the next run: at most a resend, never a lost batch.
+   One process delivers at a time, whichever it is (the daemon, `badged exchange run`):
+   it holds the store's "outbox" lease (see `badged.store.leases`) while it works. The
+   bytes handed to the relay are stored with "marked sent" and are what the archive holds.
+   When the relay refuses some recipients only, the next attempt goes to those only.
 3. `purge` drops the archives and file contents of sent batches past retention; the batch
    rows, checksums and items stay (what the CROUS was told, and when).
 """
@@ -25,7 +29,8 @@ import secrets
 import smtplib
 import sqlite3
 import ssl
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import policy as email_policy
@@ -37,9 +42,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..config.errors import SecretError
 from ..config.model import Smtp
 from ..config.secrets import read_secret
-from ..store import events
+from ..store import events, leases
 from ..store import outbox as store
 from ..store.outbox import Batch, BatchInfo, FileInfo
+from .archives import clean_leftovers, temporary_name
 
 if TYPE_CHECKING:
     from ..config.host import Host
@@ -62,13 +68,16 @@ __all__ = [
     "Sender",
     "SmtpSender",
     "TemporaryDeliveryError",
+    "Waiting",
     "archive_path_for",
     "backoff",
     "build_message",
+    "clean_leftovers",
     "deliver_pending",
     "list_batches",
     "make_due",
     "message_bytes",
+    "outbox_lease",
     "purge",
     "resend",
     "resends",
@@ -83,6 +92,9 @@ BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15),
            timedelta(hours=1))
 PERMANENT_BACKOFF = timedelta(hours=3)
 DEFAULT_TIMEOUT = 30.0
+# The outbox lease: renewed before each batch, so it only has to outlast one mail's
+# delivery (a few SMTP timeouts); a crashed holder blocks delivery at most this long.
+LEASE, LEASE_SECONDS = leases.OUTBOX, 600.0
 
 
 # --- writing a batch ----------------------------------------------------------------------
@@ -219,9 +231,14 @@ def message_bytes(message: EmailMessage) -> bytes:
 
 class DeliveryError(Exception):
     """An attempt failed; the batch stays pending. `permanent`: retrying soon won't help
-    (5xx, refused certificate or login, bad config): the next attempt waits longer."""
+    (5xx, refused certificate or login, bad config): the next attempt waits longer.
+    `accepted`: recipients that did take the mail (the others were refused)."""
 
     permanent = False
+
+    def __init__(self, message: str, *, accepted: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.accepted = tuple(accepted)
 
 
 class TemporaryDeliveryError(DeliveryError):
@@ -246,8 +263,9 @@ def _reply(code: int, text: bytes | str) -> str:
     return f"{code} {' '.join(text.split())}".strip()
 
 
-def _by_code(code: int, text: str) -> DeliveryError:
-    return PermanentDeliveryError(text) if 500 <= code < 600 else TemporaryDeliveryError(text)
+def _by_code(code: int, text: str, accepted: Sequence[str] = ()) -> DeliveryError:
+    cls = PermanentDeliveryError if 500 <= code < 600 else TemporaryDeliveryError
+    return cls(text, accepted=accepted)
 
 
 def _login(client: smtplib.SMTP, username: str, password: str) -> None:
@@ -344,11 +362,11 @@ class SmtpSender:
         if refused:
             detail = "; ".join(f"{addr}: {_reply(code, text)}"
                                for addr, (code, text) in sorted(refused.items()))
-            err = _by_code(max(code for code, _ in refused.values()),
+            accepted = [r for r in recipients if r not in refused]
+            raise _by_code(max(code for code, _ in refused.values()),
                            f"{where} refused recipient(s) {detail}; the others accepted the "
-                           "mail; not marked sent: it will be sent again to all its "
-                           "recipients, same Message-ID")
-            raise err
+                           "mail; not marked sent: it will be sent again to the refused "
+                           "recipient(s) only, same Message-ID", accepted=accepted)
 
     def _classify(self, exc: Exception, where: str) -> DeliveryError:
         if isinstance(exc, ssl.SSLCertVerificationError):
@@ -448,16 +466,31 @@ class Outcome:
     archive_path: str | None = None
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A mail batch still undelivered after a run, and when it is tried next (None: as
+    soon as a deliverer runs)."""
+
+    batch_id: int
+    kind: str
+    attempts: int
+    next_attempt_at: str | None
+    last_error: str | None
+
+
 @dataclass
 class DeliveryReport:
     """What one `deliver_pending` did: `sent` and `failed` this run, `pending` left (mail
-    transport, due or not), `archive_errors` (sent but not archived yet: retried)."""
+    transport, due or not) and each of them in `waiting`, `archive_errors` (sent but not
+    archived yet: retried), `busy` (another process holds the outbox lease: who)."""
 
     sent: int = 0
     failed: int = 0
     pending: int = 0
     archive_errors: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
+    waiting: list[Waiting] = field(default_factory=list)
+    busy: str | None = None
 
 
 def archive_path_for(archive_dir: Path, batch: Batch, sent_at: datetime) -> Path:
@@ -476,7 +509,7 @@ def _write_archive(archive_dir: Path, batch: Batch, data: bytes, sent_at: dateti
         if not folder.exists():
             folder.mkdir(mode=0o700)
             folder.chmod(0o700)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = temporary_name(path)
     try:
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
             os.fchmod(out.fileno(), 0o600)
@@ -507,19 +540,57 @@ def _due_time(now: datetime) -> datetime:
     return now if now.tzinfo else now.replace(tzinfo=UTC)
 
 
+def outbox_lease(conn: sqlite3.Connection, what: str, *, seconds: float = LEASE_SECONDS,
+                 clock: leases.Clock = time.time
+                 ) -> contextlib.AbstractContextManager[Callable[[], bool] | None]:
+    """Hold the outbox lease for a block: yields `renew()`, or None when another process
+    holds it (`leases.holder(conn, LEASE)` says who)."""
+    return leases.holding(conn, LEASE, what, seconds, clock)
+
+
+def _waiting(conn: sqlite3.Connection) -> list[Waiting]:
+    return [Waiting(b.id, b.kind, b.attempts, b.next_attempt_at, b.last_error)
+            for b in store.pending(conn, "mail")]
+
+
 def deliver_pending(conn: sqlite3.Connection, sender: Sender, *, now: datetime,
-                    archive_dir: Path, metrics: Any = None) -> DeliveryReport:
+                    archive_dir: Path, metrics: Any = None, what: str = "badged",
+                    lease_seconds: float = LEASE_SECONDS,
+                    clock: leases.Clock = time.time) -> DeliveryReport:
     """Send every pending mail batch due at `now` (never tried, or its backoff is over).
 
-    Each batch: build, send, then `mark sent` (only once the sender returned), then its
-    .eml archived under `archive_dir/YYYY/MM/<id>-<kind>.eml` (0600, folders 0700). A
-    failed attempt records its error and the next attempt time. Sent batches whose archive
-    could not be written are archived again. `metrics`, if given, gets
-    `set_outbox_pending(n)`.
+    Only while holding the outbox lease (`what` names this deliverer to the others);
+    when another process holds it, nothing is sent and `report.busy` says who. Each
+    batch: build, send to the recipients that have not accepted it yet, then `mark sent`
+    with the bytes sent (only once the sender returned), then those bytes archived under
+    `archive_dir/YYYY/MM/<id>-<kind>.eml` (0600, folders 0700). A failed attempt records
+    its error, the recipients that accepted, and the next attempt time. Sent batches
+    whose archive could not be written are archived again; unfinished archive copies a
+    killed run left are removed. `metrics`, if given, gets `set_outbox_pending(n)`.
     """
     now = _due_time(now)
     report = DeliveryReport()
+    with outbox_lease(conn, what, seconds=lease_seconds, clock=clock) as renew:
+        if renew is None:
+            current = leases.holder(conn, LEASE)
+            report.busy = current.describe() if current else "another process"
+            log.info("outbox: not delivering, %s is", report.busy)
+        else:
+            clean_leftovers(archive_dir)
+            _deliver_due(conn, sender, now, archive_dir, report, renew)
+    report.pending = store.pending_count(conn, "mail")
+    report.waiting = _waiting(conn)
+    if metrics is not None and hasattr(metrics, "set_outbox_pending"):
+        metrics.set_outbox_pending(store.pending_count(conn))
+    return report
+
+
+def _deliver_due(conn: sqlite3.Connection, sender: Sender, now: datetime, archive_dir: Path,
+                 report: DeliveryReport, renew: Callable[[], bool]) -> None:
     for batch in store.due(conn, now):
+        if not renew():
+            log.error("outbox: lost the delivery lease: stopping before batch %d", batch.id)
+            break
         try:
             message = build_message(batch)
             data = message_bytes(message)
@@ -528,8 +599,10 @@ def deliver_pending(conn: sqlite3.Connection, sender: Sender, *, now: datetime,
             _failed(conn, batch, PermanentDeliveryError(f"cannot build the mail: {exc}"),
                     now, report)
             continue
+        done = set(batch.delivered_to)
+        left = [r for r in batch.recipients if r not in done]
         try:
-            sender.send(message, mail_from=batch.mail_from or "", recipients=batch.recipients)
+            sender.send(message, mail_from=batch.mail_from or "", recipients=left)
         except DeliveryError as exc:
             _failed(conn, batch, exc, now, report)
             continue
@@ -538,7 +611,7 @@ def deliver_pending(conn: sqlite3.Connection, sender: Sender, *, now: datetime,
             _failed(conn, batch, TemporaryDeliveryError(f"{type(exc).__name__}: {exc}"),
                     now, report)
             continue
-        store.mark_sent(conn, batch.id, now=now, archive_path=None)
+        store.mark_sent(conn, batch.id, now=now, archive_path=None, message=data)
         path = _archive(conn, archive_dir, batch, data, now, report)
         report.sent += 1
         report.outcomes.append(Outcome(batch.id, batch.kind, True, archive_path=path))
@@ -548,17 +621,16 @@ def deliver_pending(conn: sqlite3.Connection, sender: Sender, *, now: datetime,
         if any(o.batch_id == batch.id for o in report.outcomes):
             continue
         sent_at = datetime.fromisoformat(batch.sent_at) if batch.sent_at else now
-        try:
-            data = message_bytes(build_message(batch, date=sent_at))
-        except Exception:
-            log.exception("outbox: batch %d (%s) cannot be archived", batch.id, batch.kind)
-            report.archive_errors += 1
-            continue
+        data = store.sent_message(conn, batch.id)
+        if data is None:  # sent by a version that did not keep the bytes: rebuild
+            try:
+                data = message_bytes(build_message(batch, date=sent_at))
+            except Exception:
+                log.exception("outbox: batch %d (%s) cannot be archived", batch.id,
+                              batch.kind)
+                report.archive_errors += 1
+                continue
         _archive(conn, archive_dir, batch, data, sent_at, report)
-    report.pending = store.pending_count(conn, "mail")
-    if metrics is not None and hasattr(metrics, "set_outbox_pending"):
-        metrics.set_outbox_pending(store.pending_count(conn))
-    return report
 
 
 def _failed(conn: sqlite3.Connection, batch: Batch, exc: DeliveryError, now: datetime,
@@ -566,7 +638,8 @@ def _failed(conn: sqlite3.Connection, batch: Batch, exc: DeliveryError, now: dat
     failures = batch.attempts + 1
     when = now + backoff(failures, permanent=exc.permanent)
     error = f"{'permanent' if exc.permanent else 'temporary'}: {exc}"
-    store.mark_failed(conn, batch.id, error=error, now=now, next_attempt_at=when)
+    store.mark_failed(conn, batch.id, error=error, now=now, next_attempt_at=when,
+                      delivered_to=exc.accepted)
     report.failed += 1
     report.outcomes.append(Outcome(batch.id, batch.kind, False, error, exc.permanent, when))
     log.warning("outbox: batch %d (%s) attempt %d failed, next at %s: %s", batch.id,
@@ -652,11 +725,22 @@ class PurgeReport:
 
 
 def purge(conn: sqlite3.Connection, archive_dir: Path, retention_days: int,
-          now: datetime) -> PurgeReport:
+          now: datetime, what: str = "badged") -> PurgeReport:
     """Delete the archives and file contents of batches SENT more than `retention_days`
-    ago. Pending batches (and sent ones not archived yet) are never touched; batch rows,
-    file names, sizes, checksums and items stay."""
+    ago, and the unfinished archive copies a killed run left. Pending batches (and sent
+    ones not archived yet) are never touched; batch rows, file names, sizes, checksums and
+    items stay. Under the outbox lease: skipped (0 purged) while another process
+    delivers."""
     now = _due_time(now)
+    with outbox_lease(conn, what) as renew:
+        if renew is None:  # the deliverer archives meanwhile: purge at the next run
+            return PurgeReport(0, 0)
+        clean_leftovers(archive_dir)
+        return _purge(conn, archive_dir, retention_days, now)
+
+
+def _purge(conn: sqlite3.Connection, archive_dir: Path, retention_days: int,
+           now: datetime) -> PurgeReport:
     archive_root = Path(archive_dir).resolve()
     deleted = batches = 0
     for batch_id, path_text in store.purgeable(conn, now - timedelta(days=retention_days)):

@@ -360,6 +360,8 @@ class Syncer:
         self.now = now
         self.report = report
         self.transient_streak = 0
+        # Subjects with a stored error: only those have one to clear on success.
+        self.in_error = {(e.subject, e.key) for e in told_store.errors(conn)}
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -416,6 +418,7 @@ class Syncer:
 
     def _fail(self, subject: str, key: str, person_id: str, failure: _Failure,
               fingerprint: str | None) -> None:
+        self.in_error.add((subject, key))
         with self._tx():
             tries = told_store.record_error(
                 self.conn, subject, key, person_id, failure.op, failure.status, failure.code,
@@ -480,29 +483,34 @@ class Syncer:
                     raise judge("create-holder", answer)
                 else:
                     created = True
-                    self._told_holder(d, body["dueDate"])
+                    self._told_holder(d, body["dueDate"], t.told)
                     self.report.done += 1
                     return d.identifier, True
-        assert current is not None
+        if current is None:  # "exists" said on creation, yet not found: retried next run
+            raise _Failure("create-holder", 422, "-11", "the CROUS says the holder exists "
+                           "but it cannot be found under its identifiers", False)
         body, changed = self._update_body(d, current)
         if changed:
             answer = self._call(self.client.update_holder, d.identifier, body)
             if not answer.ok:
                 raise judge("update-holder", answer)
             self.report.done += 1
-        self._told_holder(d, body["dueDate"])
+        self._told_holder(d, body["dueDate"], t.told)
         return d.identifier, created
 
-    def _told_holder(self, d: Desired, due: str) -> None:
+    def _told_holder(self, d: Desired, due: str, told: told_store.ToldHolder | None) -> None:
         with self._tx():
-            told_store.tell_holder(self.conn, d.person_id, d.identifier, d.fingerprint, due)
-            told_store.clear_error(self.conn, "person", d.person_id)
+            told_store.tell_holder(self.conn, d.person_id, d.identifier, d.fingerprint, due,
+                                   renamed=told is not None and told.identifier != d.identifier)
+            if ("person", d.person_id) in self.in_error:
+                told_store.clear_error(self.conn, "person", d.person_id)
+                self.in_error.discard(("person", d.person_id))
 
     def _find(self, t: PersonTask, d: Desired) -> dict[str, Any] | None:
         """The holder as the CROUS has it, renamed to our identifier if found by another."""
         answer = self._call(self.client.get_holder, d.identifier)
         if answer.ok:
-            return answer.body
+            return answer.body if isinstance(answer.body, dict) else {}
         if answer.status != 404:
             raise judge("get-holder", answer)
         others = [*d.other_ids]
@@ -514,14 +522,15 @@ class Syncer:
                 continue
             if not answer.ok:
                 raise judge("get-holder", answer)
-            email = answer.body.get("email") if isinstance(answer.body, dict) else None
+            found = answer.body if isinstance(answer.body, dict) else {}
+            email = found.get("email")
             try:
                 renamed = self._call(self.client.rename_holder, other, d.identifier,
                                      email or d.body["email"])
             except AmbiguousWrite:
                 again = self._call(self.client.get_holder, d.identifier)
                 if again.ok:
-                    return again.body
+                    return again.body if isinstance(again.body, dict) else {}
                 raise _Failure("rename-holder", None, "timeout", "no answer to the rename: "
                                "retried later", False, transient=True) from None
             if not renamed.ok:
@@ -529,7 +538,7 @@ class Syncer:
             log.info("API CROUS holder renamed (its identifier changed)")
             log.debug("API CROUS holder %s renamed %s", other, d.identifier)
             return renamed.body if isinstance(renamed.body, dict) and renamed.body else {
-                **answer.body, "identifier": d.identifier}
+                **found, "identifier": d.identifier}
         return None
 
     def _clamped(self, d: Desired) -> dict[str, Any]:
@@ -590,10 +599,11 @@ class Syncer:
         with self._tx():
             told_store.tell_card(self.conn, c.csn, c.person_id, identifier, c.id_zdc, state,
                                  pending)
-            if pending is None:
+            if pending is None and ("card", c.csn) in self.in_error:
                 told_store.clear_error(self.conn, "card", c.csn)
-                if c.queued_up_to is not None:
-                    told_store.mark_changes_sent(self.conn, c.csn, c.queued_up_to)
+                self.in_error.discard(("card", c.csn))
+            if pending is None and c.queued_up_to is not None:
+                told_store.mark_changes_sent(self.conn, c.csn, c.queued_up_to)
 
     def _card_state(self, c: CardTask, identifier: str) -> dict[str, Any] | None:
         assert c.id_zdc is not None
@@ -620,7 +630,9 @@ class Syncer:
             raise _Failure("add-card", None, "no-csv", f"card {c.csn} (CROUS number "
                            f"{c.id_zdc}) is not in the CROUS card CSV: import it with "
                            "`badged crous import-cards`", True)
-        self._settled(c, identifier, None, "add")
+        # No write-ahead mark here: a card is only added without a look-up to a holder
+        # created in this very run, and after a crash that holder is known, so the next
+        # run looks the card up first.
         try:
             answer = self._call(self.client.add_card, identifier, card_body(row))
         except AmbiguousWrite:

@@ -31,11 +31,12 @@ from ..config.host import Host, load_host
 from ..config.model import ExchangeKind, ReaderRole
 from ..config.schedules import parse_schedule
 from ..config.tree import Site
+from ..crous.archives import archive_folder, clean_leftovers
 from ..crous.deadlines import academic_year_start, deadline
 from ..crous.tariffs import default_rate_staff
 from ..enrolment import EnrolmentError, Policy, enrol
 from ..store import access as access_store
-from ..store import cards, crous_api, outbox, people, stock
+from ..store import cards, crous_api, leases, outbox, people, stock
 from ..store import retention as retention_store
 from ..store.db import SharedStore, open_store
 from . import health, notify
@@ -43,6 +44,7 @@ from .control import ControlServer, OpError, socket_path
 from .desk import Desk
 from .jobs import JobRunner
 from .metrics import Metrics
+from .pidlock import AlreadyRunning, DaemonLock
 from .taps import Taps
 
 if TYPE_CHECKING:
@@ -65,6 +67,7 @@ GAUGE_REFRESH_SECONDS = 30.0
 # retries of failed exports): a lost or stolen card is blocked at the doors within seconds.
 ACCESS_POLL_SECONDS = 5.0
 READER_FIRST_POLL_SECONDS = 5.0
+DAEMON = "the badged daemon"
 
 
 HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -106,6 +109,7 @@ class Daemon:
         self.readers = ReaderService(self.profile, self.site.school.readers, self.taps,
                                      tick=reader_tick)
         self.control = ControlServer(socket_path(host.runtime_dir))
+        self.lock = DaemonLock(host.runtime_dir)
         self.metrics_server: Any = None
         self.last_reload: float | None = None
         # Door-system exports: the change marker seen at start (an export never run waits
@@ -119,6 +123,20 @@ class Daemon:
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        # First: from here on, commands know a daemon runs, even before it answers.
+        try:
+            self.lock.acquire()
+        except AlreadyRunning as exc:
+            raise StartError(str(exc)) from None
+        except OSError as exc:
+            raise StartError(f"cannot take {self.lock.path}: {exc.strerror or exc}") from None
+        try:
+            self._start()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _start(self) -> None:
         listen = self.host.config.metrics_listen or self.site.school.metrics_listen
         self.metrics_server = self.metrics.serve(listen)  # MetricsBindError: not READY
         self.control.register("status", lambda _req: self.status(), light=True)
@@ -134,6 +152,7 @@ class Daemon:
             "reader": str, "wait_seconds": float, "actor": str}, cancellable=True)
         self.control.start()
         self._register_jobs()
+        self._clean_outbox()
         self.readers.start()
         self._refresh_gauges()
         log.info("badged %s: school %s (%s) ready, metrics on %s, control socket %s",
@@ -221,6 +240,7 @@ class Daemon:
         self.job_conn.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
+        self.lock.release()
         log.info("stopped")
 
     # --- reload ------------------------------------------------------------------------
@@ -292,7 +312,8 @@ class Daemon:
         """Job `exchange-KIND`: write the due batch, then deliver the outbox."""
         from ..crous import exchanges
 
-        result = exchanges.run(self.job_conn, self.host, self.site, kind, datetime.now(UTC))
+        result = exchanges.run(self.job_conn, self.host, self.site, kind, datetime.now(UTC),
+                               what=DAEMON)
         changes = result.plan.changes
         self.metrics.exchange_run(kind.value, len(changes.lines) + changes.unchanged,
                                   result.batch_id is not None)
@@ -386,7 +407,8 @@ class Daemon:
             return
         from ..crous import exchanges
 
-        self._delivered(exchanges.deliver(self.job_conn, self.host, self.site, now))
+        self._delivered(exchanges.deliver(self.job_conn, self.host, self.site, now,
+                                          what=DAEMON))
 
     def _delivered(self, report: DeliveryReport) -> None:
         for outcome in report.outcomes:
@@ -402,7 +424,7 @@ class Daemon:
         from ..crous.mail import purge
 
         done = purge(self.job_conn, exchanges.archive_dir(self.host),
-                     self.site.school.archive_retention_days, datetime.now(UTC))
+                     self.site.school.archive_retention_days, datetime.now(UTC), what=DAEMON)
         if done.batches:
             log.info("archive: %d sent batch(es) past retention purged", done.batches)
 
@@ -412,11 +434,18 @@ class Daemon:
         from ..retention import purge
 
         done = purge(self.job_conn, self.site, exchanges.archive_dir(self.host),
-                     datetime.now(UTC), actor="badged")
+                     datetime.now(UTC), actor="badged", what=DAEMON)
         self.metrics.set_people_purged(retention_store.purged_total(self.job_conn))
         if done.people:
             self._refresh_gauges()
         return {"people": done.people, "cards": done.cards, "batches": done.batches}
+
+    def _clean_outbox(self) -> None:
+        """At start: unfinished archive copies a killed run left (under the outbox lease,
+        so never one that another process is writing)."""
+        with leases.holding(self.job_conn, leases.OUTBOX, DAEMON, 60) as held:
+            if held is not None:
+                clean_leftovers(archive_folder(self.host.state_dir))
 
     def _refresh_gauges(self) -> None:
         school, crous = self.site.school, self.site.crous

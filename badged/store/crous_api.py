@@ -76,16 +76,18 @@ def error_counts(conn: sqlite3.Connection) -> dict[bool, int]:
 
 
 def tell_holder(conn: sqlite3.Connection, person_id: str, identifier: str, fingerprint: str,
-                due_date: str | None) -> None:
-    """The CROUS now holds this person as `identifier` with what `fingerprint` says."""
+                due_date: str | None, *, renamed: bool = True) -> None:
+    """The CROUS now holds this person as `identifier` with what `fingerprint` says
+    (`renamed`: their cards' identifier may have changed too)."""
     conn.execute(
         "INSERT INTO crous_api_holders (person_id, identifier, fingerprint, due_date, told_at) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (person_id) DO UPDATE SET "
         "identifier = excluded.identifier, fingerprint = excluded.fingerprint, "
         "due_date = excluded.due_date, told_at = excluded.told_at",
         (person_id, identifier, fingerprint, due_date, utcnow()))
-    conn.execute("UPDATE crous_api_cards SET identifier = ? WHERE person_id = ? "
-                 "AND identifier <> ?", (identifier, person_id, identifier))
+    if renamed:
+        conn.execute("UPDATE crous_api_cards SET identifier = ? WHERE person_id = ? "
+                     "AND identifier <> ?", (identifier, person_id, identifier))
 
 
 def tell_card(conn: sqlite3.Connection, csn: str, person_id: str, identifier: str,

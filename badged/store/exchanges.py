@@ -26,3 +26,10 @@ def last_sent(conn: sqlite3.Connection, kind: str) -> dict[str, tuple[str, int]]
 def ever_sent(conn: sqlite3.Connection) -> set[str]:
     """People the CROUS has heard of from us, in any kind."""
     return {r[0] for r in conn.execute("SELECT DISTINCT person_id FROM exchange_items")}
+
+
+def first_sent_since(conn: sqlite3.Connection, kind: str, since: str) -> str | None:
+    """When the first batch of `kind` sent at or after `since` (ISO UTC) was sent, if any."""
+    row = conn.execute("SELECT min(sent_at) FROM batches WHERE kind = ? AND state = 'sent' "
+                       "AND sent_at >= ?", (kind, since)).fetchone()
+    return row[0] if row else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,6 +75,7 @@ class Batch:
     sent_at: str | None
     archive_path: str | None
     files: list[StoredFile]
+    delivered_to: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def insert_items(conn: sqlite3.Connection, batch_id: int, kind: str,
 _BATCH_COLUMNS = (
     "id, school_id, kind, transport, message_id, mail_from, recipients, subject, body, "
     "academic_year, state, attempts, next_attempt_at, last_error, created_at, sent_at, "
-    "archive_path")
+    "archive_path, delivered_to")
 
 
 def _files(conn: sqlite3.Connection, batch_id: int) -> list[StoredFile]:
@@ -154,7 +155,7 @@ def _files(conn: sqlite3.Connection, batch_id: int) -> list[StoredFile]:
 def _batch(conn: sqlite3.Connection, row: Any) -> Batch:
     (id_, school_id, kind, transport, message_id, mail_from, recipients, subject, body,
      academic_year, state, attempts, next_attempt_at, last_error, created_at, sent_at,
-     archive_path) = tuple(row)
+     archive_path, delivered_to) = tuple(row)
     assert isinstance(id_, int)
     return Batch(
         id=id_, school_id=school_id, kind=kind, transport=transport,
@@ -163,7 +164,8 @@ def _batch(conn: sqlite3.Connection, row: Any) -> Batch:
         subject=subject, body=body, academic_year=academic_year,
         state=state, attempts=attempts, next_attempt_at=next_attempt_at,
         last_error=last_error, created_at=created_at, sent_at=sent_at,
-        archive_path=archive_path, files=_files(conn, id_))
+        archive_path=archive_path, files=_files(conn, id_),
+        delivered_to=json.loads(delivered_to) if delivered_to else [])
 
 
 def get(conn: sqlite3.Connection, batch_id: int) -> Batch | None:
@@ -182,6 +184,14 @@ def due(conn: sqlite3.Connection, now: datetime, transport: str = "mail") -> lis
     return [_batch(conn, row) for row in rows]
 
 
+def pending(conn: sqlite3.Connection, transport: str = "mail") -> list[Batch]:
+    """Every pending batch of `transport`, due or not, oldest first."""
+    rows = conn.execute(
+        f"SELECT {_BATCH_COLUMNS} FROM batches WHERE state = 'pending' AND transport = ? "
+        "ORDER BY id", (transport,)).fetchall()
+    return [_batch(conn, row) for row in rows]
+
+
 def pending_count(conn: sqlite3.Connection, transport: str | None = None) -> int:
     if transport is None:
         row = conn.execute("SELECT count(*) FROM batches WHERE state = 'pending'").fetchone()
@@ -192,27 +202,40 @@ def pending_count(conn: sqlite3.Connection, transport: str | None = None) -> int
 
 
 def mark_failed(conn: sqlite3.Connection, batch_id: int, *, error: str, now: datetime,
-                next_attempt_at: datetime) -> None:
-    """One more failed attempt: the batch stays pending until `next_attempt_at`."""
+                next_attempt_at: datetime, delivered_to: tuple[str, ...] = ()) -> None:
+    """One more failed attempt: the batch stays pending until `next_attempt_at`.
+    `delivered_to`: recipients that accepted it this time (added to the earlier ones)."""
+    # Read, then write: only the outbox lease holder changes a pending batch.
+    row = conn.execute("SELECT delivered_to FROM batches WHERE id = ?", (batch_id,)).fetchone()
+    done = json.loads(row[0]) if row and row[0] else []
+    done += [r for r in delivered_to if r not in done]
     conn.execute(
         "UPDATE batches SET attempts = attempts + 1, last_error = ?, last_attempt_at = ?, "
-        "next_attempt_at = ? WHERE id = ? AND state = 'pending'",
-        (error, iso(now), iso(next_attempt_at), batch_id))
+        "next_attempt_at = ?, delivered_to = ? WHERE id = ? AND state = 'pending'",
+        (error, iso(now), iso(next_attempt_at), json.dumps(done) if done else None, batch_id))
 
 
 def mark_sent(conn: sqlite3.Connection, batch_id: int, *, now: datetime,
-              archive_path: str | None) -> None:
-    """The server (or the maildir) took the batch: sent, with its archive if written."""
+              archive_path: str | None, message: bytes | None = None) -> None:
+    """The server (or the maildir) took the batch: sent, with its archive if written, else
+    with the bytes sent (`message`), kept until `set_archive`."""
     conn.execute(
         "UPDATE batches SET state = 'sent', attempts = attempts + 1, sent_at = ?, "
-        "last_attempt_at = ?, next_attempt_at = NULL, archive_path = ? "
+        "last_attempt_at = ?, next_attempt_at = NULL, archive_path = ?, sent_message = ? "
         "WHERE id = ? AND state = 'pending'",
-        (iso(now), iso(now), archive_path, batch_id))
+        (iso(now), iso(now), archive_path, None if archive_path else message, batch_id))
 
 
 def set_archive(conn: sqlite3.Connection, batch_id: int, archive_path: str) -> None:
-    conn.execute("UPDATE batches SET archive_path = ? WHERE id = ? AND state = 'sent'",
-                 (archive_path, batch_id))
+    """The archive is written: record it and drop the copy of the bytes sent."""
+    conn.execute("UPDATE batches SET archive_path = ?, sent_message = NULL "
+                 "WHERE id = ? AND state = 'sent'", (archive_path, batch_id))
+
+
+def sent_message(conn: sqlite3.Connection, batch_id: int) -> bytes | None:
+    """The bytes sent for a batch not archived yet (None once archived, or if unknown)."""
+    row = conn.execute("SELECT sent_message FROM batches WHERE id = ?", (batch_id,)).fetchone()
+    return None if row is None or row[0] is None else bytes(row[0])
 
 
 def has_work(conn: sqlite3.Connection, now: datetime) -> bool:

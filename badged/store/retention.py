@@ -59,7 +59,8 @@ def purge_batch_files(conn: sqlite3.Connection, batch_id: int, now: str) -> None
     not sent yet cannot be sent without its files: it is marked failed."""
     conn.execute("UPDATE batch_files SET content = X'' WHERE batch_id = ?", (batch_id,))
     conn.execute(
-        "UPDATE batches SET purged_at = ?, archive_path = NULL, state = CASE state WHEN "
+        "UPDATE batches SET purged_at = ?, archive_path = NULL, sent_message = NULL, "
+        "state = CASE state WHEN "
         "'sent' THEN 'sent' ELSE 'failed' END, last_error = CASE state WHEN 'sent' THEN "
         "last_error ELSE 'files purged (a person past retention_days): not sent' END "
         "WHERE id = ?", (now, batch_id))

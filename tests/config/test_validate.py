@@ -15,8 +15,8 @@ S = "tree/schools/school.yaml"
 
 CASES = {
     "unknown-key": ["tree/schools/school.yaml:8:1: colour: unknown key"],
-    "wrong-type": ["tree/schools/school.yaml:9:18: card_stock.low_threshold: input should "
-                   "be a valid integer, unable to parse string as an integer"],
+    "wrong-type": ["tree/schools/school.yaml:9:18: card_stock.low_threshold: must be a "
+                   "whole number"],
     "missing-field": ["tree/schools/school.yaml:2:1: uai: missing required field"],
     "dangling-reference": ["tree/schools/school.yaml:4:8: comue: unknown COMUE 'nowhere' "
                            "(known: imposed, open)"],
@@ -38,8 +38,8 @@ CASES = {
                           "end of stream (while scanning a quoted scalar at line 3, column 6)"],
     "sam-key": ["tree/card-profiles/profile.yaml:6:10: applications.0.keys.1: reading through "
                 "a SAM is not supported yet"],
-    "layout-unknown-field": ["tree/layouts/crous-default.yaml:4:28: columns.1.field: input "
-                             "should be 'identifier', 'institutional_id', 'ine', 'last_name', "
+    "layout-unknown-field": ["tree/layouts/crous-default.yaml:4:28: columns.1.field: must "
+                             "be 'identifier', 'institutional_id', 'ine', 'last_name', "
                              "'first_name', 'email', 'birth_date', 'rne_org_code', "
                              "'id_company_rate', 'id_rate', 'due_date', 'category', "
                              "'crous_number', 'csn', 'kind', 'card_id', 'valid_from', "
@@ -80,7 +80,7 @@ CASES = {
     "access-literal-key": [f"{S}:18:14: access_exports.doors.destination.sftp.key: a secret "
                            "is a reference, never a literal value: write {file: PATH} or "
                            "{credential: NAME}"],
-    "access-bad-csn-form": [f"{S}:13:10: access_exports.doors.csn: input should be 'hex', "
+    "access-bad-csn-form": [f"{S}:13:10: access_exports.doors.csn: must be 'hex', "
                             "'reversed_hex', 'decimal' or 'reversed_decimal'"],
     "access-same-file": [f"{S}:18:16: access_exports.doors-too.file_name: writes the same "
                          "file as export 'doors': give it another file_name or destination"],
@@ -115,11 +115,11 @@ CASES = {
     "yaml-lone-surrogate": ["tree/schools/school.yaml:2:7: not valid Unicode text (a lone "
                             "surrogate)"],
     "ten-errors": [
-        "tree/card-profiles/profile.yaml:1:13: technology: input should be 'desfire-ev1'",
+        "tree/card-profiles/profile.yaml:1:13: technology: must be 'desfire-ev1'",
         "tree/card-profiles/profile.yaml:3:10: applications.0.aid: 'F585' is not an AID: "
         "3 bytes as 6 hex digits, MSB first",
-        "tree/card-profiles/profile.yaml:7:14: applications.0.files.0.id: input should be "
-        "less than or equal to 31",
+        "tree/card-profiles/profile.yaml:7:14: applications.0.files.0.id: must be at most "
+        "31",
         "tree/crous/crous.yaml:4:17: mailboxes.restauration: 'restauration.crous.example.org'"
         " is not a valid e-mail address",
         "tree/crous/crous.yaml:6:19: deadlines.reinscriptions: '13-01' is not a month-day: "

@@ -134,6 +134,7 @@ class Recorder:
     refuse_rcpt: dict[str, str] = field(default_factory=dict)   # address → reply
     data_reply: str | None = None                              # e.g. "554 5.6.0 no"
     drop_in_data: int = 0                                      # drop the next N DATA
+    data_delay: float = 0.0                                    # seconds before DATA's reply
     received: list[Received] = field(default_factory=list)
     auth_attempts: list[tuple[str, str]] = field(default_factory=list)  # (mechanism, login)
     dropped: int = 0
@@ -159,6 +160,8 @@ class Recorder:
 
     async def handle_DATA(  # noqa: N802
             self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)               # a slow relay
         if self.data_reply:
             return self.data_reply
         content = envelope.original_content or b""

@@ -155,7 +155,9 @@ def test_plan_run_and_list_through_the_cli(host, smtp) -> None:
         {"person": "s1", "reason": f"first enrolment in {year}-{year + 1}"}]
     assert by_kind["personnels"]["lines"] == [
         {"person": "t1", "reason": "staff psg index 100: 78 / 1"}]
-    assert by_kind["reinscriptions"]["deadline"].startswith(f"{year}-10-31T00:00:00")
+    # The day as configured (10-30), and the instant it passes (24:00 Paris).
+    assert by_kind["reinscriptions"]["deadline"] == f"{year}-10-30"
+    assert by_kind["reinscriptions"]["deadline_passes_at"].startswith(f"{year}-10-31T00:00:00")
     assert by_kind["departs"]["recipients"] == [
         {"mailbox": "monetique", "address": MONETIQUE},
         {"mailbox": "restauration", "address": RESTAURATION}]

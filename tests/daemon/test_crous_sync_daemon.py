@@ -109,16 +109,17 @@ def test_sigkill_mid_sync_then_restart_tells_everything_exactly_once(
                            {"kind": "reinscriptions", "schedule": "every day at 03:00",
                             "transport": "api"}]
     site.school_file.write_text(yaml.safe_dump(school, allow_unicode=True))
-    point_crous_at(site, "demo", peer)
+    # A read timeout longer than the test: the daemon is still waiting when it is killed.
+    point_crous_at(site, "demo", peer, read_timeout_seconds=120.0)
     n = 20
     populate(site, n, academic_year())
     # The 8th card's answer hangs after the card is stored: the daemon dies waiting for it.
-    peer.inject(Fault("POST", r"/smartcard$", kind="slow", delay=30.0, skip=7, times=1))
+    peer.inject(Fault("POST", r"/smartcard$", kind="slow", delay=300.0, skip=7, times=1))
     catch_up(site, "exchange-primo_entrants", "exchange-reinscriptions")
     daemon = start_daemon()
     wait_until(lambda: len(peer.cards) == 8, 30, "8 cards at the peer")
     daemon.kill()
-    assert len(peer.cards) == 8 and len(peer.holders) == 8
+    assert (len(peer.cards), len(peer.holders)) == (8, 8), daemon.log()
     daemon = start_daemon()
     out = cli(site, "crous", "sync", "--json", env=daemon.env)
     assert out.returncode == 0, out.stdout + out.stderr

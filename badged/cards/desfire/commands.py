@@ -43,6 +43,7 @@ AUTH_KEY_TYPES: dict[AuthMode, frozenset[KeyType]] = {
     AuthMode.ISO: frozenset({KeyType.DES, KeyType.TDES_2K, KeyType.TDES_3K}),
     AuthMode.LEGACY: frozenset({KeyType.DES, KeyType.TDES_2K}),
 }
+UID_LENGTHS = (4, 7, 10)  # ISO 14443-3 single, double and triple size UIDs
 # A misbehaving card answering AF forever must not hang a reader thread.
 _MAX_FRAMES = 256
 
@@ -227,6 +228,9 @@ class DesfireCard:
         data, sw = self.transmit("GetUID", bytes([0xFF, 0xCA, 0x00, 0x00, 0x00]))
         if sw != 0x9000:
             raise status_error("GetUID", sw)
+        if len(data) not in UID_LENGTHS:
+            raise MalformedResponse("GetUID", f"{len(data)} bytes is not a UID (ISO 14443: "
+                                    "4, 7 or 10 bytes)")
         return data
 
     def get_version(self) -> VersionInfo:

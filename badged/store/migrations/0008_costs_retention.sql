@@ -1,4 +1,4 @@
--- Schema 7: what a card costs (a card issued to someone who already had one is a
+-- Schema 8: what a card costs (a card issued to someone who already had one is a
 -- replacement), and the purge of people's records (badged.retention).
 
 ALTER TABLE stock_moves ADD COLUMN replacement INTEGER NOT NULL DEFAULT 0
