@@ -12,8 +12,9 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(pcscd vsmartcard-vpcd libpcsclite-dev swig gcc python3-dev python3-venv pkg-config)
 if [ "$purpose" = test ]; then
     # promtool (metrics and alert rules), sqlite3 (bench baseline), systemd-analyze,
-    # sshd (the SFTP destination of the door-system exports, against a real server).
-    packages+=(prometheus sqlite3 systemd openssh-server)
+    # sshd (the SFTP destination of the door-system exports, against a real server);
+    # debootstrap and systemd-nspawn build and boot the rollout test's Debian 12 machine.
+    packages+=(prometheus sqlite3 systemd openssh-server debootstrap systemd-container)
 fi
 missing=()
 for p in "${packages[@]}"; do

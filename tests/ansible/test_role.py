@@ -130,6 +130,7 @@ class Site:
                     "site-token": {"content": "{{ vault_badged_site_token }}"},
                 },
                 "badged_keys": {"crous-read": {"content": "{{ vault_badged_key_crous_read }}"}},
+                "badged_prometheus_labels": {"site": "test"},
                 "badged_owner": self.user,
                 "badged_owner_group": self.group,
                 "badged_group": self.group,
@@ -175,6 +176,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Site, Run, Run]:
     return site, first, second
 
 
+def test_check_diff_after_an_unchanged_run_predicts_nothing(
+    site: tuple[Site, Run, Run],
+) -> None:
+    s, _, _ = site
+    before = snapshot(s.root)
+
+    dry = s.run("--check", "--diff")
+
+    assert dry.rc == 0, dry.output
+    assert dry.changed == 0, f"--check --diff predicted a change:\n{dry.output}"
+    assert not re.search(r"^[-+]{3} (before|after)", dry.output, re.M), dry.output
+    assert snapshot(s.root) == before
+
+
 def test_ansible_lint_production_profile(tmp_path: Path) -> None:
     proc = subprocess.run(
         [tool("ansible-lint"), "--profile", "production", "--offline", "--nocolor",
@@ -186,6 +201,19 @@ def test_ansible_lint_production_profile(tmp_path: Path) -> None:
     assert proc.returncode == 0, output
     assert proc.stdout.strip() == "", f"ansible-lint reported violations:\n{output}"
     assert "0 failure(s), 0 warning(s)" in proc.stderr, output
+
+
+def test_argument_specs_type_and_document_every_variable() -> None:
+    """meta/argument_specs.yml covers exactly the role's variables (defaults/main.yml)."""
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    spec = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())
+    options = spec["argument_specs"]["main"]["options"]
+    assert set(options) == set(defaults)
+    for name, option in options.items():
+        assert option.get("type"), name
+        assert option.get("description"), name
+        if "default" in option:
+            assert option["default"] == defaults[name], name
 
 
 def test_files_and_modes(site: tuple[Site, Run, Run]) -> None:
@@ -228,10 +256,42 @@ def test_files_and_modes(site: tuple[Site, Run, Run]) -> None:
     assert rule.read_bytes() == (REPO / "systemd/badged-pcscd.rules").read_bytes()
     assert mode(rule) == 0o644
 
+    # badged on the operators' PATH: a link to the venv's entry point, by its final path.
+    link = s.root / "usr/local/bin/badged"
+    assert link.is_symlink()
+    assert str(link.readlink()) == "/opt/badged/venv/bin/badged"
+
     # Everything under badged_root, nothing else written there, no scratch folder left.
     top = {p.name for p in s.root.iterdir()}
-    assert top == {"etc"}
+    assert top == {"etc", "usr"}
     assert sorted((s.base / "tmp").iterdir()) == []
+
+
+def test_prometheus_file_sd_target(site: tuple[Site, Run, Run], tmp_path: Path) -> None:
+    """One file per school, the school as a label, read by Prometheus' own checker."""
+    s, _, _ = site
+    target = s.root / "etc/prometheus/file_sd/badged-emse.yml"
+    assert mode(target) == 0o644
+    assert yaml.safe_load(target.read_text()) == [
+        {"targets": ["127.0.0.1:8790"], "labels": {"school": "emse", "site": "test"}}]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({"scrape_configs": [{
+        "job_name": "badged", "file_sd_configs": [{"files": [str(target)]}]}]}))
+    proc = subprocess.run([tool("promtool"), "check", "config", str(config)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_file_sd_on_another_host_refuses_a_loopback_address(tmp_path: Path) -> None:
+    """Prometheus elsewhere cannot scrape 127.0.0.1: refused before anything is written."""
+    s = Site(tmp_path)
+
+    run = s.run("-e", json.dumps({"badged_prometheus_host": "prometheus.example.org"}))
+
+    assert run.rc != 0, run.output
+    assert ("the metrics listen on 127.0.0.1:8790 (loopback), which the Prometheus host "
+            "prometheus.example.org cannot scrape") in " ".join(run.output.split()), run.output
+    assert sorted(s.root.iterdir()) == []
 
 
 def test_host_file_is_loaded_by_badged(site: tuple[Site, Run, Run]) -> None:
@@ -284,6 +344,7 @@ def test_bad_tree_fails_and_leaves_the_installed_tree(
 
 
 def test_missing_vault_variable_is_named(tmp_path: Path) -> None:
+    """The role's argument check (first task) names the undefined vault variable."""
     s = Site(tmp_path)
     partial = tmp_path / "vault-partial.yml"
     partial.write_text(yaml.safe_dump({"vault_badged_site_token": SITE_TOKEN,
@@ -293,8 +354,30 @@ def test_missing_vault_variable_is_named(tmp_path: Path) -> None:
     run = s.run()
 
     assert run.rc != 0, run.output
-    assert "no value for the secret(s) smtp" in run.output, run.output
+    assert "'vault_badged_smtp_password' is undefined" in run.output, run.output
+    assert sorted(s.root.iterdir()) == []
+
+
+def test_secret_without_value_is_named(tmp_path: Path) -> None:
+    s = Site(tmp_path)
+
+    run = s.run("-e", json.dumps({"badged_keys": {"crous-read": {"contents": "typo"}}}))
+
+    assert run.rc != 0, run.output
+    assert "no value for the secret(s) keys/crous-read" in run.output, run.output
     assert "ansible-vault" in run.output
+    assert sorted(s.root.iterdir()) == []
+
+
+def test_argument_specs_refuse_a_bad_value(tmp_path: Path) -> None:
+    s = Site(tmp_path)
+
+    run = s.run("-e", json.dumps({"badged_log_level": "VERBOSE", "badged_install": "maybe"}))
+
+    assert run.rc != 0, run.output
+    assert "badged_log_level must be one of: DEBUG, INFO, WARNING, ERROR" in run.output, \
+        run.output
+    assert "badged_install" in run.output and "bool" in run.output, run.output
     assert sorted(s.root.iterdir()) == []
 
 

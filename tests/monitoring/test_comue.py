@@ -138,3 +138,14 @@ def test_comue_dashboard_parses_and_names_only_recorded_series_or_metrics(tmp_pa
     proc = subprocess.run([promtool(), "check", "rules", str(rule_file)], capture_output=True,
                           text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_example_inventories_label_each_school_with_its_comue():
+    """The role's file_sd target carries `badged_prometheus_labels` (+ school): each
+    example school's inventory names the COMUE of its school file."""
+    for vars_file in sorted((REPO / "ansible" / "inventories").glob("*/group_vars/badged/"
+                                                                     "main.yml")):
+        host_vars = yaml.safe_load(vars_file.read_text())
+        school = yaml.safe_load((REPO / "config" / "schools" /
+                                 f"{host_vars['badged_school']}.yaml").read_text())
+        assert host_vars["badged_prometheus_labels"] == {"comue": school["comue"]}, vars_file
