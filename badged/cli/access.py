@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 
+from .. import clock
 from ..access import export as access
 from ..daemon.control import ControlClient, DaemonUnreachable, RequestError, socket_path
 from ..store.db import open_store
@@ -63,7 +63,7 @@ def access_export(ctx: Context, name: str | None, dry_run: bool, full: bool,
                   as_json: bool) -> None:
     """Export the cards to the door systems now (every export of the school, or NAME)."""
     names = _names(ctx, name)
-    now = datetime.now(UTC)
+    now = clock.now()
     if dry_run:
         site = ctx.host.load_site()
         conn = open_store(ctx.host.state_dir)

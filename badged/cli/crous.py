@@ -6,12 +6,12 @@ import json
 import sys
 from contextlib import closing
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
+from .. import clock
 from ..crous.cards_csv import CardsFileError, import_cards
 from ..daemon.control import ControlClient, DaemonUnreachable, RequestError, socket_path
 from ..store.db import open_store
@@ -133,7 +133,7 @@ def _sync_here(ctx: Context, dry_run: bool) -> dict[str, Any]:
     site = ctx.host.load_site()
     with closing(open_store(ctx.host.state_dir)) as conn:
         try:
-            return sync(conn, site, datetime.now(UTC), dry_run=dry_run).to_json()
+            return sync(conn, site, clock.now(), dry_run=dry_run).to_json()
         except (SyncError, ApiError) as exc:
             fail(f"error: {exc}")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 
+from .. import clock
 from ..config.model import ExchangeKind
 from ..crous import exchanges
 from ..crous.deadlines import show_day
@@ -45,7 +45,7 @@ def exchange_plan(ctx: Context, kind: str | None, summary: bool, as_json: bool) 
     """
     site = ctx.host.load_site()
     conn = open_store(ctx.host.state_dir)
-    now = datetime.now(UTC)
+    now = clock.now()
     kinds = [ExchangeKind(kind)] if kind else [ex.kind for ex in site.school.exchanges]
     plans = [exchanges.plan(conn, site, k, now) for k in kinds]
     if summary:
@@ -110,7 +110,7 @@ def exchange_run(ctx: Context, kind: str, timeout: float, as_json: bool) -> None
         click.echo("badged is not running: building and sending from here", err=True)
         site = ctx.host.load_site()
         conn = open_store(ctx.host.state_dir)
-        result = exchanges.run(conn, ctx.host, site, ExchangeKind(kind), datetime.now(UTC),
+        result = exchanges.run(conn, ctx.host, site, ExchangeKind(kind), clock.now(),
                                what="badged exchange run").to_json()
     except RequestError as exc:
         fail(f"error: {exc.error}")
@@ -173,7 +173,7 @@ def exchange_retry(ctx: Context, batch: int | None, as_json: bool) -> None:
         site = ctx.host.load_site()
         conn = open_store(ctx.host.state_dir)
         try:
-            ids, report = exchanges.retry(conn, ctx.host, site, datetime.now(UTC), batch)
+            ids, report = exchanges.retry(conn, ctx.host, site, clock.now(), batch)
         except OutboxError as exc:
             fail(f"error: {exc}")
         result = exchanges.retry_json(ids, report)
@@ -216,7 +216,7 @@ def exchange_resend(ctx: Context, batch: int, as_json: bool) -> None:
         site = ctx.host.load_site()
         conn = open_store(ctx.host.state_dir)
         try:
-            message_id = exchanges.send_again(conn, ctx.host, site, batch, datetime.now(UTC),
+            message_id = exchanges.send_again(conn, ctx.host, site, batch, clock.now(),
                                               actor())
         except (OutboxError, DeliveryError) as exc:
             fail(f"error: {exc}")

@@ -77,14 +77,13 @@ def person_purge(ctx: Context, dry_run: bool, as_json: bool) -> None:
     Name, birth date, e-mail and INE go; their cards are unlinked; what the CROUS was told
     stays as counts and checksums. The daemon does the same every day (job people-purge).
     """
-    from datetime import UTC, datetime
-
+    from .. import clock
     from ..crous.exchanges import archive_dir
     from ..retention import purge
 
     site = ctx.host.load_site()
     conn = open_store(ctx.host.state_dir)
-    report = purge(conn, site, archive_dir(ctx.host), datetime.now(UTC), dry_run=dry_run)
+    report = purge(conn, site, archive_dir(ctx.host), clock.now(), dry_run=dry_run)
     if report.busy:
         fail(f"error: the outbox is being delivered by {report.busy}: nothing purged, "
              "try again in a minute")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from contextlib import closing
-from datetime import date
 from pathlib import Path
 
 import click
 
+from .. import clock
 from ..crous.population import PopulationError, find_source, import_population
 from ..store.db import open_store
 from ..textfile import TextFileError
@@ -69,7 +69,7 @@ def import_command(ctx: Context, file: Path, source_name: str, strict: bool,
     with closing(open_store(ctx.host.state_dir)) as conn:
         try:
             report = import_population(
-                conn, file, source_name, source, strict=strict, today=date.today(),
+                conn, file, source_name, source, strict=strict, today=clock.today(),
                 progress=progress_printer(file, progress), tariffs=site.tariffs)
         except (TextFileError, PopulationError) as exc:
             if report_file is not None:

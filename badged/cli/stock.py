@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 from decimal import Decimal
 
 import click
 
+from .. import clock
 from ..lifecycle import actor
 from ..store import stock
 from ..store.db import open_store
@@ -64,8 +64,8 @@ def report_costs(ctx: Context, year: int | None, as_json: bool) -> None:
         wanted = [year]
     else:
         seen = stock.years(conn)
-        wanted = list(range(seen[0], max(seen[-1], date.today().year) + 1)) if seen else [
-            date.today().year]
+        wanted = list(range(seen[0], max(seen[-1], clock.today().year) + 1)) if seen else [
+            clock.today().year]
     per_year = [stock.costs(conn, y) for y in wanted]
     data = {"comue": site.school.comue, "unit_price_eur": euros(site.comue.unit_price_eur),
             "direct_price_eur": euros(site.comue.direct_price_eur), "stock": stock.level(conn),

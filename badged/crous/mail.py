@@ -39,6 +39,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .. import clock
 from ..config.errors import SecretError
 from ..config.model import Smtp
 from ..config.secrets import read_secret
@@ -157,7 +158,7 @@ def write_batch(conn: sqlite3.Connection, *, school_id: str, kind: str, transpor
     if transport == "mail" and not recipients:
         raise ValueError(f"batch {kind}: no recipients")
     _check_files(files)
-    created = now or datetime.now(UTC)
+    created = now or clock.now()
     stored = [store.NewFile(f.name, bytes(f.content), f.charset,
                             hashlib.sha256(f.content).hexdigest()) for f in files]
     token = secrets.token_hex(8)
@@ -200,7 +201,7 @@ def build_message(batch: Batch, *, date: datetime | None = None) -> EmailMessage
     msg["From"] = batch.mail_from
     msg["To"] = ", ".join(batch.recipients)
     msg["Subject"] = batch.subject or f"{batch.kind} ({batch.id})"
-    msg["Date"] = format_datetime(date.astimezone(UTC) if date else datetime.now(UTC))
+    msg["Date"] = format_datetime(date.astimezone(UTC) if date else clock.now())
     msg["Message-ID"] = batch.message_id
     msg["Auto-Submitted"] = "auto-generated"     # RFC 3834: no auto-replies to a daemon
     msg["X-Badged-Batch"] = f"{batch.kind}.{batch.id}"

@@ -42,6 +42,7 @@ from operator import attrgetter, methodcaller
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..config.model import PersonField, PopulationSource, Tariffs
 from ..store import people
 from ..textfile import TextFileError
@@ -135,7 +136,7 @@ def import_population(conn: sqlite3.Connection, path: Path, source_name: str,
     if PersonField.INSTITUTIONAL_ID not in source.columns:
         raise PopulationError(f"population source {source_name!r} has no institutional_id "
                               "column: people are matched by it")
-    today = today or date.today()
+    today = today or clock.today()
     lines, undecodable = read_export(path, source)
     rows = _Rows(str(path), lines, undecodable, source, progress)
     category = source.category.value

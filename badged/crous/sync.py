@@ -568,6 +568,7 @@ class Syncer:
             changed = any(_differs(ours[k], theirs.get(k)) for k in STUDENT_COMPARED)
             if their_due is None or our_due > their_due:  # never shorten a student's
                 changed = True
+                body["dueDate"] = ours["dueDate"]  # theirs may be in any form the API shows
             else:
                 body["dueDate"] = format_date(their_due)
             return body, changed

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from .. import clock
 from ..config.model import ExchangeKind
 from ..config.tree import Site
 from ..crous.deadlines import deadline
@@ -83,4 +84,4 @@ def problems(snapshot: dict[str, Any], jobs: list[dict[str, Any]], box: Outbox) 
 
 
 def now_utc() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()

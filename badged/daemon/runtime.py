@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
+from .. import __version__, clock
 from ..cards.pcsc import match_readers
 from ..cards.profile import CardReadError, ProfileReader
 from ..cards.reader_service import ReaderService
@@ -312,7 +312,7 @@ class Daemon:
         """Job `exchange-KIND`: write the due batch, then deliver the outbox."""
         from ..crous import exchanges
 
-        result = exchanges.run(self.job_conn, self.host, self.site, kind, datetime.now(UTC),
+        result = exchanges.run(self.job_conn, self.host, self.site, kind, clock.now(),
                                what=DAEMON)
         changes = result.plan.changes
         self.metrics.exchange_run(kind.value, len(changes.lines) + changes.unchanged,
@@ -327,7 +327,7 @@ class Daemon:
         """Job `exchange-KIND` of an api exchange (or `crous-sync`, every api kind)."""
         from ..crous.sync import sync  # httpx only for schools that use the API
 
-        report = sync(self.job_conn, self.site, datetime.now(UTC), kinds=kinds,
+        report = sync(self.job_conn, self.site, clock.now(), kinds=kinds,
                       on_request=self.metrics.crous_api_request)
         self.metrics.crous_sync(report.duration)
         self._refresh_crous_gauges()
@@ -353,7 +353,7 @@ class Daemon:
         full = name in self._access_full
         self._access_full.discard(name)
         self._access_results.pop(name, None)
-        now = datetime.now(UTC)
+        now = clock.now()
         try:
             result = access.run(self.job_conn, self.host, self.site, name, now, full=full)
         except access.AccessError:
@@ -389,7 +389,7 @@ class Daemon:
             log.warning("access exports: cannot read the store: %s", exc)
             return
         for name, why in due(self.site.school.access_exports, states, marker=marker,
-                                    baseline=self._access_baseline, now=time.time()):
+                                    baseline=self._access_baseline, now=clock.time()):
             if self.stop_event.is_set():
                 return
             log.info("access export %s: running now (%s)", name, why)
@@ -401,7 +401,7 @@ class Daemon:
         Nothing to send (the usual minute) is told by one query: the mail code is only
         imported when there is something to deliver.
         """
-        now = datetime.now(UTC)
+        now = clock.now()
         if not outbox.has_work(self.job_conn, now):
             self.metrics.set_outbox_pending(outbox.pending_count(self.job_conn, "mail"))
             return
@@ -424,7 +424,7 @@ class Daemon:
         from ..crous.mail import purge
 
         done = purge(self.job_conn, exchanges.archive_dir(self.host),
-                     self.site.school.archive_retention_days, datetime.now(UTC), what=DAEMON)
+                     self.site.school.archive_retention_days, clock.now(), what=DAEMON)
         if done.batches:
             log.info("archive: %d sent batch(es) past retention purged", done.batches)
 
@@ -434,7 +434,7 @@ class Daemon:
         from ..retention import purge
 
         done = purge(self.job_conn, self.site, exchanges.archive_dir(self.host),
-                     datetime.now(UTC), actor="badged", what=DAEMON)
+                     clock.now(), actor="badged", what=DAEMON)
         self.metrics.set_people_purged(retention_store.purged_total(self.job_conn))
         if done.people:
             self._refresh_gauges()
@@ -467,7 +467,7 @@ class Daemon:
                 savings_eur=totals.known_savings_eur)
             self.metrics.set_tariff_default_people(
                 len(default_rate_staff(conn, self.site.tariffs)))
-        now = datetime.now(UTC)
+        now = clock.now()
         self.metrics.set_academic_year_start(
             academic_year_start(now, school.academic_year_start).timestamp())
         for ex in school.exchanges:
@@ -504,7 +504,7 @@ class Daemon:
             from ..crous.sync import sync
 
             with self.store.use() as conn:
-                return {"result": sync(conn, self.site, datetime.now(UTC),
+                return {"result": sync(conn, self.site, clock.now(),
                                        dry_run=True).to_json()}
         result = self.jobs.run_now(CROUS_SYNC)
         if not result.ok:
@@ -537,7 +537,7 @@ class Daemon:
         with self.jobs.exclusive():
             try:
                 ids, report = exchanges.retry(self.job_conn, self.host, self.site,
-                                              datetime.now(UTC), request.get("batch"))
+                                              clock.now(), request.get("batch"))
             except OutboxError as exc:
                 raise OpError(str(exc)) from None
         self._delivered(report)
@@ -551,7 +551,7 @@ class Daemon:
         with self.jobs.exclusive():
             try:
                 message_id = exchanges.send_again(
-                    self.job_conn, self.host, self.site, request["batch"], datetime.now(UTC),
+                    self.job_conn, self.host, self.site, request["batch"], clock.now(),
                     request.get("actor") or "badged")
             except (OutboxError, DeliveryError) as exc:
                 raise OpError(str(exc)) from None

@@ -8,9 +8,10 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+
+from .. import clock
 
 DB_NAME = "badged.sqlite3"
 
@@ -21,7 +22,7 @@ class StoreError(Exception):
 
 def utcnow() -> str:
     """Store timestamps as ISO 8601 UTC with seconds: sortable, unambiguous."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return clock.now().isoformat(timespec="seconds")
 
 
 def _migrations() -> list[tuple[int, str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Iterator
@@ -104,6 +105,21 @@ def test_student_update_keeps_what_the_crous_owns_and_never_shortens_due_date(sc
     assert holder["ine"] == "INE-NEW"
     assert holder["idRate"] == 98 and holder["firstName"] == "Zoé (CROUS)"
     assert parse_date(holder["dueDate"]) == parse_date(later)
+
+
+@pytest.mark.parametrize("form", range(4))
+def test_a_reenrolled_student_gets_the_new_years_due_date(school, peer, form):
+    """The CROUS shows last year's dueDate in one of its forms: the update sends the new
+    year's, in the API's own form (it used to send theirs back: refused, or never
+    extended when shown in the API's form)."""
+    populated(school)
+    school.sync()
+    school.student("E2", first_year=school.year - 1, academic_year=school.year + 1)
+    peer._formats = itertools.repeat(form)
+    report = school.sync(now=school.now + timedelta(days=366))
+    assert report.failed == 0, school.errors()
+    due = parse_date(peer.holders["E2"]["dueDate"])
+    assert due is not None and (due.year, due.month) == (school.year + 2, 8)
 
 
 def test_holder_found_under_another_identifier_is_renamed(tmp_path, peer):
