@@ -9,7 +9,7 @@ Generates the demo school's two registry exports (students UTF-8, staff Windows-
 - baseline: `csv.reader` over both files and `csv.writer` of every row into one CSV, the
   least any tool doing the same job must do.
 It prints both, the ratio (goal ≤ 3), the lines per kind, and the peak memory of ours
-(process peak RSS of the timed runs: goal ≤ 150 MB).
+(peak RSS of one run in a forked process of its own: goal ≤ 150 MB).
 
     .venv/bin/python bench/exchanges.py [--people 100000] [--runs 3]
 """
@@ -19,18 +19,20 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import random
 import resource
 import sys
 import tempfile
 import time
+import traceback
 import tracemalloc
 from datetime import date, datetime
 from pathlib import Path
 
 from badged.config.model import ExchangeKind
 from badged.config.tree import Site, load_tree
-from badged.crous import changes, layouts
+from badged.crous import changes
 from badged.crous.deadlines import PARIS
 from badged.crous.population import import_population
 from badged.store.db import open_store
@@ -77,7 +79,7 @@ def ours(site: Site, files: tuple[Path, Path], state: Path) -> dict[str, int]:
     counts = {}
     for kind, found in changes.compute_all(conn, site, list(ExchangeKind), NOW).items():
         _, layout = site.layouts[kind]
-        layouts.render(layout, [line.values for line in found.lines], name=kind.value)
+        found.render(layout, kind.value)
         counts[kind.value] = len(found.lines)
     conn.close()
     return counts
@@ -94,6 +96,31 @@ def baseline(files: tuple[Path, Path]) -> int:
                 rows += 1
     out.getvalue().encode("utf-8")
     return rows
+
+
+def peak_rss(func) -> float:
+    """Peak RSS (MB) of a forked child running `func` once: what a process importing the
+    exports and writing the files needs (a process that ran it several times keeps
+    freed-but-fragmented memory of the earlier runs, which no real run has)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(read_end)
+        try:
+            func()
+            os.write(write_end, str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+                     .encode())
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        kib = f.read()
+    os.waitpid(pid, 0)
+    if not kib:
+        raise SystemExit("the peak RSS child failed")
+    return int(kib) * 1024 / 1e6
 
 
 def best(runs: int, func) -> float:
@@ -114,11 +141,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-exchanges-") as tmp:
         folder = Path(tmp)
         files = generate(folder, args.people)
+        rss = peak_rss(lambda: ours(site, files, folder / "state-rss"))
         n = iter(range(1_000_000))
         base = best(args.runs, lambda: baseline(files))
         ours_time = best(args.runs, lambda: ours(site, files, folder / f"state{next(n)}"))
-        # Peak RSS of the timed runs (before tracemalloc, which costs memory of its own).
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         tracemalloc.start()
         counts = ours(site, files, folder / "state-mem")
         _, peak = tracemalloc.get_traced_memory()
@@ -129,12 +155,13 @@ def main() -> int:
     print(f"baseline csv r/w:    {base:.3f} s")
     print(f"ours (import+sets+render): {ours_time:.3f} s")
     print(f"peak memory (ours):  {peak / 2**20:.1f} MiB traced, process max RSS "
-          f"{rss:.0f} MiB (goals: ratio <= {GOAL}, RSS <= {GOAL_RSS_MB} MB)")
+          f"{rss:.1f} MB (one run in a process of its own; goals: ratio <= {GOAL}, "
+          f"RSS <= {GOAL_RSS_MB} MB)")
     # For bench/run_all: machine-readable figures, one per line.
     print(f"ours: {ours_time:.3f} s")
     print(f"baseline: {base:.3f} s")
     print(f"ratio: {ratio:.3f}")
-    print(f"figure: peak_rss {rss * 2**20 / 1e6:.1f} MB")
+    print(f"figure: peak_rss {rss:.1f} MB")
     return 0
 
 

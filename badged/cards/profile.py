@@ -127,6 +127,22 @@ class ProfileReader:
     def __init__(self, profile: CardProfile, base_dir: Path) -> None:
         self.profile = profile
         self.keyring = Keyring(profile, base_dir)
+        self._plans: dict[tuple[str, int | None], tuple[AuthMode, list[tuple[Any, CommMode]]]] = {}
+
+    def _plan(self, app: ProfileApplication, uid_key: int | None
+              ) -> tuple[AuthMode, list[tuple[Any, CommMode]]]:
+        """How an application is read (the same for every card): its authentication mode
+        and its files with their communication modes, grouped by key so each distinct key
+        authenticates once: free files first, then the GetCardUID key's files, so its
+        session also serves GetCardUID."""
+        key = (app.aid, uid_key)
+        if (plan := self._plans.get(key)) is None:
+            order = sorted(app.files,
+                           key=lambda f: (f.read_key != "free", f.read_key != uid_key))
+            plan = self._plans[key] = (AuthMode(app.effective_auth.value), [
+                (f, CommMode.PLAIN if f.read_key == "free" else CommMode.parse(f.comm.value))
+                for f in order])
+        return plan
 
     def read(self, transmit: Transmit, *, reader: str, atr: bytes) -> CardRead:
         """Read one present card; DESFire and decoding failures become CardReadError."""
@@ -233,23 +249,19 @@ class ProfileReader:
         card.select_application(app.aid)
         if on_selected is not None:
             on_selected()
-        mode = AuthMode(app.effective_auth.value)
-        # Group reads by key so each distinct key authenticates once; free files first,
-        # then the GetCardUID key's files, so its session also serves GetCardUID.
-        order = sorted(app.files, key=lambda f: (f.read_key != "free", f.read_key != uid_key))
+        mode, order = self._plan(app, uid_key)
         authenticated: int | None = None
         real_uid = None
         if uid_key is not None and all(f.read_key != uid_key for f in app.files):
             card.authenticate(uid_key, self.keyring.key(app, uid_key, uid), mode)
             authenticated, real_uid = uid_key, card.get_card_uid()
-        for f in order:
+        for f, comm in order:
             if f.read_key != "free" and f.read_key != authenticated:
                 key = self.keyring.key(app, f.read_key, real_uid or uid)
                 card.authenticate(f.read_key, key, mode)
                 authenticated = f.read_key
                 if f.read_key == uid_key:
                     real_uid = card.get_card_uid()
-            comm = CommMode.PLAIN if f.read_key == "free" else CommMode.parse(f.comm.value)
             data = card.read_data(f.id, f.offset, f.length, comm)
             value = decode(data, f.effective_decode, f.meaning)
             out.append(FileValue(app.aid, f.id, f.meaning.value, value))

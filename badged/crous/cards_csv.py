@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from itertools import islice
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 
 from ..store import crous_cards
-from ..store.crous_cards import Conflict, StagedRow
+from ..store.crous_cards import CSN_AT, NUM_AT, Conflict, StagedRow
 from ..textfile import TextFileError as CardsFileError
 from ..textfile import decode
 from .imports import Problem, Rejection, RowsOutcome, rejection
@@ -112,7 +112,8 @@ def import_cards(conn: sqlite3.Connection, path: Path, *, inverse_csn: bool = Fa
                 updates.append(row)
 
     with crous_cards.importing(conn, str(path.resolve())) as batch:
-        inserted = batch.insert(new_rows(batch.links))
+        # Nothing stored yet (a first import): every row is new, none can conflict.
+        inserted = batch.insert(rows if batch.links.empty else new_rows(batch.links))
         updated = batch.update(updates)
         rejections = sorted([*rows.rejections, *conflicts], key=attrgetter("line"))
         if strict and rejections:
@@ -249,8 +250,8 @@ def _conflict_rejection(conflict: Conflict) -> Rejection:
 class _Rows:
     """The store-ready rows of a file's data lines; the bad ones land in `rejections`.
 
-    Iterated once, by the store's `executemany`, so rows stream into SQLite instead of
-    piling up in a list. `read` is final once the iteration is over.
+    Iterated once (the file is parsed then, into a list: in-file duplicates are looked for
+    a whole column at a time). `read` and `rejections` are final once it has begun.
     """
 
     def __init__(self, lines: list[str], *, inverse_csn: bool,
@@ -267,8 +268,8 @@ class _Rows:
         hex_number, iso_date = _hex_number, _iso_date
         inverse_csn, progress = self._inverse_csn, self._progress
         reject = self.rejections.append
-        line_of_csn: dict[str, int] = {}
-        line_of_num: dict[int, int] = {}
+        rows: list[StagedRow] = []
+        good = rows.append
         read = 0
         for number, line in enumerate(islice(self._lines, 1, None), start=2):
             match = fast(line)
@@ -297,16 +298,30 @@ class _Rows:
             except ValueError:
                 reject(rejection(number, Problem("DATE_CREATION is not a valid date", date)))
                 continue
-            # A value seen twice rejects the later row, even if the earlier row was itself a
-            # duplicate: the file contradicts itself about that card.
-            if (first := line_of_csn.setdefault(csn, number)) != number:
-                reject(rejection(number, Problem("duplicate NUM_PROTOCOLAIRE", csn,
-                                                 f"already on line {first}")))
-                continue
-            if (first := line_of_num.setdefault(num, number)) != number:
-                reject(rejection(number, Problem("duplicate NUM_CARTE", str(num),
-                                                 f"already on line {first}")))
-                continue
-            yield (number, pix_ss, pix_nn, appl, csn, rid, nfo, cnous, crous,
-                   hex_number(emetteur), int(mapping), num, date)
+            good((number, pix_ss, pix_nn, appl, csn, rid, nfo, cnous, crous,
+                  hex_number(emetteur), int(mapping), num, date))
         self.read = read
+        # In-file duplicates: two set sizes tell whether there are any (the usual answer is
+        # no); only then is the file walked again, in line order.
+        if (len(set(map(itemgetter(CSN_AT), rows))) != len(rows)
+                or len(set(map(itemgetter(NUM_AT), rows))) != len(rows)):
+            rows = self._without_duplicates(rows)
+        return iter(rows)
+
+    def _without_duplicates(self, rows: list[StagedRow]) -> list[StagedRow]:
+        """A value seen twice rejects the later row, even if the earlier row was itself a
+        duplicate: the file contradicts itself about that card."""
+        line_of_csn: dict[str, int] = {}
+        line_of_num: dict[int, int] = {}
+        kept = []
+        for row in rows:
+            number, csn, num = row[0], row[CSN_AT], row[NUM_AT]
+            if (first := line_of_csn.setdefault(csn, number)) != number:
+                self.rejections.append(rejection(number, Problem(
+                    "duplicate NUM_PROTOCOLAIRE", csn, f"already on line {first}")))
+            elif (first := line_of_num.setdefault(num, number)) != number:
+                self.rejections.append(rejection(number, Problem(
+                    "duplicate NUM_CARTE", str(num), f"already on line {first}")))
+            else:
+                kept.append(row)
+        return kept

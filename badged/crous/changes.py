@@ -15,31 +15,49 @@ year in their fingerprint: each year's file is sent anew.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
+from hashlib import blake2b
+from sys import intern
 from typing import Any
 
-from ..config.model import ExchangeKind, LayoutField
+from ..config.model import ExchangeKind, Layout, LayoutField
 from ..config.tree import Site
 from ..store import exchanges as store
+from . import layouts
 from .deadlines import PARIS, academic_year_start
-from .tariffs import rate_for
+from .tariffs import staff_rule
 
 LEAVING_RATE = 99
 F = LayoutField
 
 
-@dataclass(frozen=True)
+# The fields of a line, in the order of its fingerprint (and of `Line.row`).
+FIELDS = (F.IDENTIFIER, F.INSTITUTIONAL_ID, F.INE, F.LAST_NAME, F.FIRST_NAME, F.EMAIL,
+          F.BIRTH_DATE, F.RNE_ORG_CODE, F.ID_COMPANY_RATE, F.ID_RATE, F.DUE_DATE, F.CATEGORY,
+          F.CROUS_NUMBER, F.CSN)
+DATE_FIELDS = frozenset({F.BIRTH_DATE, F.DUE_DATE})  # the fields whose values are dates
+
+
+@dataclass(frozen=True, slots=True)
 class Line:
-    """One person's line in a file, and why it is sent."""
+    """One person's line in a file, and why it is sent.
+
+    `row` holds the values in `FIELDS` order (what the renderer writes); `values` maps
+    them by field.
+    """
 
     person_id: str
     reason: str
-    values: dict[LayoutField, Any]
+    row: tuple[Any, ...]
     fingerprint: str
+
+    @property
+    def values(self) -> dict[LayoutField, Any]:
+        return dict(zip(FIELDS, self.row, strict=True))
 
 
 @dataclass
@@ -49,64 +67,95 @@ class ChangeSet:
     lines: list[Line] = field(default_factory=list)
     unchanged: int = 0  # people of this kind whose last line sent still holds
 
+    def render(self, layout: Layout, name: str) -> layouts.RenderedFile:
+        """The file of these lines in `layout` (RenderError names the person whose value
+        the encoding cannot carry)."""
+        return layouts.render_rows(layout, FIELDS, [line.row for line in self.lines],
+                                   name=name, row_ids=[line.person_id for line in self.lines],
+                                   date_fields=DATE_FIELDS)
 
-def _fingerprint(values: dict[LayoutField, Any], year: int | None) -> str:
-    """A digest of what a line says (fields in a fixed order, `_values` builds them so;
-    `str` of a date is its ISO form)."""
-    text = "\x1f".join(["" if v is None else str(v) for v in values.values()])
+
+def _fingerprint(row: tuple[Any, ...], year: int | None) -> str:
+    """A digest of what a line says: its values in `FIELDS` order, each as `str` (a date
+    in ISO form, None as empty) joined by US (0x1F), then RS (0x1E) and the year if any.
+
+    Written out field by field (one f-string, no call per value): this is the hot spot of
+    a change set, and stored fingerprints must never change meaning (see the tests).
+    """
+    (pid, iid, ine, last, first, email, birth, uai, company, rate, due, category, crous,
+     csn) = row
+    text = (f"{pid}\x1f{iid}\x1f{'' if ine is None else ine}\x1f"
+            f"{'' if last is None else last}\x1f{'' if first is None else first}\x1f"
+            f"{'' if email is None else email}\x1f{'' if birth is None else _iso(birth)}\x1f"
+            f"{'' if uai is None else uai}\x1f{'' if company is None else company}\x1f"
+            f"{'' if rate is None else rate}\x1f{'' if due is None else _iso(due)}\x1f"
+            f"{'' if category is None else category}\x1f{'' if crous is None else crous}\x1f"
+            f"{'' if csn is None else csn}")
     if year is not None:
         text += f"\x1e{year}"
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def _date(text: str | None) -> date | None:
-    return date.fromisoformat(text) if text else None
+_iso = lru_cache(maxsize=4096)(str)  # dates repeat (due dates, birth dates): format once
 
 
-@dataclass(frozen=True)
 class _Context:
-    site: Site
-    today: date
-    year: int
-    year_end: date  # last day of the academic year
+    """What every person's line depends on besides the person: the school, today, the
+    academic year, and caches of what many people share (tariff rates, reasons, dates)."""
 
-    @classmethod
-    def of(cls, site: Site, now: datetime) -> _Context:
+    def __init__(self, site: Site, now: datetime) -> None:
         start = academic_year_start(now, site.school.academic_year_start)
         # A year after the start (plus a leap day) falls in the next academic year.
         next_start = academic_year_start(start + timedelta(days=366),
                                          site.school.academic_year_start)
-        return cls(site, now.astimezone(PARIS).date(), start.year,
-                   next_start.date() - timedelta(days=1))
+        self.site = site
+        self.today: date = now.astimezone(PARIS).date()
+        self.year: int = start.year
+        self.year_end: date = next_start.date() - timedelta(days=1)  # last day of the year
+        self.season = f"{self.year}-{self.year + 1}"
+        self.uai = site.school.uai
+        students = site.tariffs.students
+        self.student_rates = (students.id_company_rate, students.id_rate)
+        self._staff_rates: dict[tuple[str | None, int | None], tuple[int, int]] = {}
+        self.dates: dict[str, date] = {}
+        self.reasons: dict[tuple[Any, ...], str] = {}
 
-    def leaving_since(self, person: sqlite3.Row) -> date | None:
+    def staff_rates(self, status: str | None, index: int | None) -> tuple[int, int]:
+        """(idCompanyRate, idRate) of a staff member (as `rate_for`), once per (status,
+        index)."""
+        key = (status, index)
+        if (rates := self._staff_rates.get(key)) is None:
+            # `rate_for` without a Rate model per call: the same rule, or the default.
+            rate = staff_rule(self.site.tariffs, status, index) or self.site.tariffs.default
+            rates = self._staff_rates[key] = (rate.id_company_rate, rate.id_rate)
+        return rates
+
+    def date(self, text: str | None) -> date | None:
+        """A stored ISO date as a date (a registry has few distinct ones: each parsed once)."""
+        if not text:
+            return None
+        if (found := self.dates.get(text)) is None:
+            found = self.dates[text] = date.fromisoformat(text)
+        return found
+
+    def leaving_since(self, p: tuple[Any, ...]) -> date | None:
         """The day the person's leaving became effective, if it has."""
-        return left_on(self.site, person, self.today)
+        left = self.date(p[_LEAVING])
+        if left is not None:
+            grace = self.site.school.population.get(p[_SOURCE] or "")
+            left += timedelta(days=grace.leaving_grace_days if grace else 0)
+        end = self.date(p[_END])
+        if end is not None and end < self.today:
+            left = min(left, end + timedelta(days=1)) if left else end + timedelta(days=1)
+        return left if left is not None and left <= self.today else None
 
 
-def left_on(site: Site, person: Mapping[str, Any], today: date) -> date | None:
-    """The day a person's leaving became effective, if it has by `today`: the day they were
-    first missing from their source's full export plus its grace days, or the day after
-    their rights ended, whichever comes first."""
-    left = _date(person["leaving_since"])
-    if left is not None:
-        grace = site.school.population.get(person["source"] or "")
-        left += timedelta(days=grace.leaving_grace_days if grace else 0)
-    end = _date(person["end_of_rights"])
-    if end is not None and end < today:
-        left = min(left, end + timedelta(days=1)) if left else end + timedelta(days=1)
-    return left if left is not None and left <= today else None
-
-
-def _values(ctx: _Context, p: sqlite3.Row, id_company_rate: int, id_rate: int,
-            due: date) -> dict[LayoutField, Any]:
-    return {
-        F.IDENTIFIER: p["id"], F.INSTITUTIONAL_ID: p["id"], F.INE: p["ine"],
-        F.LAST_NAME: p["last_name"], F.FIRST_NAME: p["first_name"], F.EMAIL: p["email"],
-        F.BIRTH_DATE: _date(p["birth_date"]), F.RNE_ORG_CODE: ctx.site.school.uai,
-        F.ID_COMPANY_RATE: id_company_rate, F.ID_RATE: id_rate, F.DUE_DATE: due,
-        F.CATEGORY: p["category"], F.CROUS_NUMBER: p["crous_number"], F.CSN: p["csn"],
-    }
+    def due(self, p: tuple[Any, ...]) -> date:
+        if not p[_END]:
+            return self.year_end
+        end = self.date(p[_END])
+        assert end is not None
+        return min(end, self.year_end)
 
 
 def rights_ended(left: date) -> date:
@@ -117,54 +166,71 @@ def rights_ended(left: date) -> date:
     return left - timedelta(days=1)
 
 
-def _due(ctx: _Context, p: sqlite3.Row) -> date:
-    end = _date(p["end_of_rights"])
-    return min(end, ctx.year_end) if end else ctx.year_end
+# Positions in a person tuple (`store.exchanges.PERSON_COLUMNS`).
+(_ID, _INE, _LAST, _FIRST, _EMAIL, _BIRTH, _CATEGORY, _YEAR, _FIRST_YEAR, _STATUS, _INDEX,
+ _END, _SOURCE, _LEAVING, _CSN, _CROUS) = range(16)
 
 
-def _classify(ctx: _Context, p: sqlite3.Row, left: date | None, ever_sent: set[str]
-              ) -> tuple[ExchangeKind, dict[LayoutField, Any], str, bool] | None:
-    """The one kind a person's line belongs to now, with (values, reason, per-year).
+def _row(ctx: _Context, p: tuple[Any, ...], company: int, rate: int,
+         due: date) -> tuple[Any, ...]:
+    """The line's values in `FIELDS` order."""
+    pid, birth = p[_ID], p[_BIRTH]
+    if birth:
+        birth = ctx.dates.get(birth) or ctx.date(birth)
+    # Names and categories repeat across people: one string each, not one per line (a
+    # change set holds every line until it is rendered).
+    return (pid, pid, p[_INE], intern(p[_LAST]), intern(p[_FIRST]), p[_EMAIL], birth or None,
+            ctx.uai, company, rate, due, intern(p[_CATEGORY]), p[_CROUS], p[_CSN])
+
+
+def _classify(ctx: _Context, p: tuple[Any, ...], ever_sent: set[str]
+              ) -> tuple[ExchangeKind, tuple[Any, ...], str, bool] | None:
+    """The one kind a person's line belongs to now, with (row, reason, per-year).
 
     A person is in at most one file: a student of this year is re-enrolled or a
     primo-entrant, present staff are personnels, and whoever left (and was declared
-    before) is a départ. `left`: the day their leaving became effective, if it has.
+    before) is a départ.
     """
-    tariffs = ctx.site.tariffs
-    student = p["category"] == "student"
-    if left is not None:  # départs: only people the CROUS heard of from us
-        if p["id"] not in ever_sent or (student and not ctx.site.crous.departs_include_students):
+    student = p[_CATEGORY] == "student"
+    if (p[_LEAVING] or p[_END]) and (left := ctx.leaving_since(p)) is not None:
+        # départs: only people the CROUS heard of from us
+        if p[_ID] not in ever_sent or (student and not ctx.site.crous.departs_include_students):
             return None
-        company = (tariffs.students.id_company_rate if student else
-                   rate_for(tariffs, "staff", p["status_code"], p["staff_index"])
-                   .id_company_rate)
-        values = _values(ctx, p, company, LEAVING_RATE, rights_ended(left))
-        end = _date(p["end_of_rights"])
-        why = (f"rights ended {p['end_of_rights']}" if end and end < ctx.today else
-               f"absent from the {p['source']} export since {p['leaving_since']}")
-        return ExchangeKind.DEPARTS, values, f"left: {why}; tarif {LEAVING_RATE}", False
+        company = (ctx.student_rates[0] if student else
+                   ctx.staff_rates(p[_STATUS], p[_INDEX])[0])
+        row = _row(ctx, p, company, LEAVING_RATE, rights_ended(left))
+        end = ctx.date(p[_END])
+        why = (f"rights ended {p[_END]}" if end and end < ctx.today else
+               f"absent from the {p[_SOURCE]} export since {p[_LEAVING]}")
+        return ExchangeKind.DEPARTS, row, f"left: {why}; tarif {LEAVING_RATE}", False
+    reasons = ctx.reasons
     if not student:
-        rate = rate_for(tariffs, "staff", p["status_code"], p["staff_index"])
-        values = _values(ctx, p, rate.id_company_rate, rate.id_rate, _due(ctx, p))
-        index = p["staff_index"] if p["staff_index"] is not None else "-"
-        return (ExchangeKind.PERSONNELS, values,
-                f"staff {p['status_code'] or '(no status)'} index {index}: "
-                f"{rate.id_company_rate} / {rate.id_rate}", False)
-    if p["academic_year"] != ctx.year:
+        status, index = p[_STATUS], p[_INDEX]
+        company, rate = ctx.staff_rates(status, index)
+        key = ("staff", status, index)
+        if (reason := reasons.get(key)) is None:
+            shown = index if index is not None else "-"
+            reason = reasons[key] = (f"staff {status or '(no status)'} index {shown}: "
+                                     f"{company} / {rate}")
+        return (ExchangeKind.PERSONNELS, _row(ctx, p, company, rate, ctx.due(p)), reason,
+                False)
+    if p[_YEAR] != ctx.year:
         return None
-    first = p["first_enrolment_year"]
-    rate = tariffs.students
-    values = _values(ctx, p, rate.id_company_rate, rate.id_rate, _due(ctx, p))
-    season = f"{ctx.year}-{ctx.year + 1}"
+    first = p[_FIRST_YEAR]
     if first is None:
-        return (ExchangeKind.PRIMO_ENTRANTS, values,
-                f"enrolled for {season}, first enrolment year unknown", True)
-    if first < ctx.year:
-        return (ExchangeKind.REINSCRIPTIONS, values,
-                f"re-enrolled for {season} (first enrolled {first})", True)
-    if first == ctx.year:
-        return ExchangeKind.PRIMO_ENTRANTS, values, f"first enrolment in {season}", True
-    return None
+        kind, reason = (ExchangeKind.PRIMO_ENTRANTS,
+                        f"enrolled for {ctx.season}, first enrolment year unknown")
+    elif first < ctx.year:
+        key = ("re-enrolled", first)
+        if (reason := reasons.get(key)) is None:
+            reason = reasons[key] = f"re-enrolled for {ctx.season} (first enrolled {first})"
+        kind = ExchangeKind.REINSCRIPTIONS
+    elif first == ctx.year:
+        kind, reason = ExchangeKind.PRIMO_ENTRANTS, f"first enrolment in {ctx.season}"
+    else:
+        return None
+    company, rate = ctx.student_rates
+    return kind, _row(ctx, p, company, rate, ctx.due(p)), reason, True
 
 
 def compute(conn: sqlite3.Connection, site: Site, kind: ExchangeKind,
@@ -175,26 +241,27 @@ def compute(conn: sqlite3.Connection, site: Site, kind: ExchangeKind,
 
 def compute_all(conn: sqlite3.Connection, site: Site, kinds: Iterable[ExchangeKind],
                 now: datetime) -> dict[ExchangeKind, ChangeSet]:
-    """The change sets of several kinds, in one pass over the people."""
-    ctx = _Context.of(site, now)
+    """The change sets of several kinds, in one pass over the people (one query: each
+    person with their active card)."""
+    ctx = _Context(site, now)
     kinds = list(kinds)
     sent = {kind: store.last_sent(conn, kind.value) for kind in kinds}
     ever = store.ever_sent(conn) if ExchangeKind.DEPARTS in kinds else set()
     results = {kind: ChangeSet(kind, ctx.year) for kind in kinds}
-    for person in store.people_with_cards(conn):
-        found = _classify(ctx, person, ctx.leaving_since(person), ever)
-        if found is None or found[0] not in results:
+    year = ctx.year
+    for person in store.people_for_lines(conn):
+        found = _classify(ctx, person, ever)
+        if found is None or (result := results.get(found[0])) is None:
             continue
-        kind, values, reason, per_year = found
-        fingerprint = _fingerprint(values, ctx.year if per_year else None)
-        previous = sent[kind].get(person["id"])
-        result = results[kind]
+        kind, row, reason, per_year = found
+        fingerprint = _fingerprint(row, year if per_year else None)
+        previous = sent[kind].get(person[_ID])
         if previous is not None and previous[0] == fingerprint:
             result.unchanged += 1
             continue
         if previous is not None:
             reason += f" (changed since batch {previous[1]})"
-        result.lines.append(Line(person["id"], reason, values, fingerprint))
+        result.lines.append(Line(person[_ID], reason, row, fingerprint))
     return results
 
 
@@ -202,11 +269,14 @@ def compute_all(conn: sqlite3.Connection, site: Site, kinds: Iterable[ExchangeKi
 class Classified:
     """A person's line now, whatever was sent before (the API sync compares it itself)."""
 
-    person: sqlite3.Row
+    person: Mapping[str, Any]  # the person's columns (`store.exchanges.PERSON_COLUMNS`)
     kind: ExchangeKind
     values: dict[LayoutField, Any]
     reason: str
     left: date | None  # the day their leaving became effective, if it has
+
+
+_PERSON_KEYS = tuple(c.split(".", 1)[1] for c in store.PERSON_COLUMNS)
 
 
 def classify_all(conn: sqlite3.Connection, site: Site, now: datetime,
@@ -215,13 +285,33 @@ def classify_all(conn: sqlite3.Connection, site: Site, now: datetime,
 
     `ever_sent`: people the CROUS heard of from us (a départ is only told to them).
     """
-    ctx = _Context.of(site, now)
+    ctx = _Context(site, now)
     seen: set[str] = set()
-    for person in store.people_with_cards(conn):
-        if person["id"] in seen:
+    for person in store.people_for_lines(conn):
+        if person[_ID] in seen:
             continue
-        seen.add(person["id"])
-        left = ctx.leaving_since(person)
-        found = _classify(ctx, person, left, ever_sent)
+        seen.add(person[_ID])
+        found = _classify(ctx, person, ever_sent)
         if found is not None:
-            yield Classified(person, found[0], found[1], found[2], left)
+            left = ctx.leaving_since(person) if person[_LEAVING] or person[_END] else None
+            yield Classified(dict(zip(_PERSON_KEYS, person, strict=True)), found[0],
+                             dict(zip(FIELDS, found[1], strict=True)), found[2], left)
+
+
+def left_on(site: Site, person: Mapping[str, Any], today: date) -> date | None:
+    """The day a person's leaving became effective, if it has by `today`: the day they were
+    first missing from their source's full export plus its grace days, or the day after
+    their rights ended, whichever comes first. The rule of `_Context.leaving_since` (which
+    reads the change sets' row tuples, with cached dates), for one person's row."""
+    left = _day(person["leaving_since"])
+    if left is not None:
+        grace = site.school.population.get(person["source"] or "")
+        left += timedelta(days=grace.leaving_grace_days if grace else 0)
+    end = _day(person["end_of_rights"])
+    if end is not None and end < today:
+        left = min(left, end + timedelta(days=1)) if left else end + timedelta(days=1)
+    return left if left is not None and left <= today else None
+
+
+def _day(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None

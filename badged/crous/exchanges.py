@@ -182,8 +182,7 @@ def write(conn: sqlite3.Connection, site: Site, kind: ExchangeKind,
         _, layout = site.layouts[kind]
         lines = p.changes.lines
         try:
-            rendered = layouts.render(layout, [line.values for line in lines], name=p.file_name,
-                                      row_ids=[line.person_id for line in lines])
+            rendered = p.changes.render(layout, p.file_name)
         except layouts.RenderError as exc:
             raise ExchangeError(f"{kind.value}: {exc}") from None
         file = OutgoingFile(rendered.name, rendered.content, rendered.charset)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -72,11 +72,49 @@ def render(layout: Layout, rows: Sequence[Row], *, name: str,
     return RenderedFile(name, content, layout.encoding)
 
 
-def _unencodable(layout: Layout, rows: Sequence[Row], row_ids: Sequence[str] | None,
-                 exc: UnicodeEncodeError) -> str:
+def render_rows(layout: Layout, fields: Sequence[LayoutField], rows: Sequence[Sequence[Any]],
+                *, name: str, row_ids: Sequence[str] | None = None,
+                date_fields: Collection[LayoutField] = ()) -> RenderedFile:
+    """`render` for rows given as value tuples in `fields` order (the change sets' lines):
+    the same bytes, without a mapping per row. Values are str, int or None, and dates in
+    the `date_fields` (or None there)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=layout.separator,
+                        lineterminator="\r\n" if layout.line_ending == "crlf" else "\n",
+                        quoting=csv.QUOTE_MINIMAL)
+    if layout.header:
+        writer.writerow([c.header for c in layout.columns])
+    position = {f: i for i, f in enumerate(fields)}
+    width = len(fields)  # a column the rows do not carry is written empty: (*row, None)[width]
+    picks = [position.get(c.field, width) for c in layout.columns]
+    # The csv writer writes None as "" and an int as str(int), as `render` does; only the
+    # dates need their format (each distinct date formatted once).
+    dated = [(i, _formatter(c.format or layout.date_format))
+             for i, c in enumerate(layout.columns) if c.field in date_fields]
+    padded = width in picks
+
+    def cells(row: Sequence[Any]) -> list[Any]:
+        if padded:
+            row = (*row, None)
+        out = [row[i] for i in picks]
+        for i, text in dated:
+            out[i] = text(out[i])
+        return out
+
+    writer.writerows(map(cells, rows))
+    text = buffer.getvalue()
+    try:
+        content = text.encode(layout.encoding)
+    except UnicodeEncodeError as exc:
+        raise RenderError(_unencodable(layout, rows, row_ids, exc)) from None
+    return RenderedFile(name, content, layout.encoding)
+
+
+def _unencodable(layout: Layout, rows: Sequence[Row] | Sequence[Sequence[Any]],
+                 row_ids: Sequence[str] | None, exc: UnicodeEncodeError) -> str:
     char = exc.object[exc.start]
     for i, row in enumerate(rows):
-        for value in row.values():
+        for value in (row.values() if isinstance(row, Mapping) else row):
             if isinstance(value, str) and char in value:
                 who = row_ids[i] if row_ids else f"row {i + 1}"
                 return (f"{who}: {char!r} in {value!r} cannot be written in "

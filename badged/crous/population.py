@@ -497,10 +497,19 @@ class _Rows:
         return found
 
     def __iter__(self) -> Iterator[Sequence[Any]]:
-        # chain: rows flow from each chunk's zip to SQLite without a Python frame per row.
-        lines, size = self._lines, self.CHUNK
-        return chain.from_iterable(self._chunk(start + 1, lines[start:start + size])
-                                   for start in range(1, len(lines), size))
+        # chain: rows flow from each chunk's zip on without a Python frame per row.
+        return chain.from_iterable(self._chunks())
+
+    def _chunks(self) -> Iterator[Iterable[Sequence[Any]]]:
+        """Each chunk's rows; its lines leave the file's list as it is taken (the list is
+        read once, and the rows hold what the import needs: the file need not stay whole
+        in memory beside them)."""
+        lines, size, first = self._lines, self.CHUNK, 2
+        while len(lines) > 1:
+            chunk = lines[1:1 + size]
+            del lines[1:1 + size]
+            yield self._chunk(first, chunk)
+            first += len(chunk)
 
     def _chunk(self, first: int, chunk: list[str]) -> Iterable[Sequence[Any]]:
         """The rows of lines `first`… (line numbers); rejections recorded, progress told."""

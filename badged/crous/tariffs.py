@@ -32,10 +32,18 @@ def rate_for(tariffs: Tariffs, category: str, status: str | None = None,
         if crous_rate in CROUS_OWNED_STUDENT_RATES:
             return Rate(id_company_rate=tariffs.students.id_company_rate, id_rate=crous_rate)
         return tariffs.students
+    rule = staff_rule(tariffs, status, index)
+    if rule is not None:
+        return Rate(id_company_rate=rule.id_company_rate, id_rate=rule.id_rate)
+    return tariffs.default
+
+
+def staff_rule(tariffs: Tariffs, status: str | None, index: int | None) -> TariffRule | None:
+    """The first staff rule matching a status and index; None: the default rate applies."""
     for rule in tariffs.rules:
         if _matches(rule, status, index):
-            return Rate(id_company_rate=rule.id_company_rate, id_rate=rule.id_rate)
-    return tariffs.default
+            return rule
+    return None
 
 
 def matched_rule(tariffs: Tariffs, status: str | None, index: int | None) -> bool:

@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 MAINTENANCE, MAINTENANCE_SCHEDULE = "store-maintenance", "every day at 03:17"
 DELIVERY, DELIVERY_SCHEDULE = "outbox-delivery", "every 1 minutes"
+TAP_CACHE_KIB = 1024
 PURGE, PURGE_SCHEDULE = "archive-purge", "every day at 04:23"
 PEOPLE_PURGE, PEOPLE_PURGE_SCHEDULE = "people-purge", "every day at 04:41"
 CROUS_SYNC = "crous-sync"
@@ -93,6 +94,10 @@ class Daemon:
         self.started = time.time()
         self.metrics = Metrics()
         self.store = SharedStore(open_store(host.state_dir))
+        # The tap path reads a few index pages and appends events: a 1 MiB page cache
+        # (SQLite's default is 2 MiB) holds what it touches, and bounds what the daemon's
+        # memory grows by as the events table grows (bench/daemon.py).
+        self.store.conn.execute(f"PRAGMA cache_size = -{TAP_CACHE_KIB}")
         self.desk = Desk()
         self.taps = Taps(self.store, self.metrics, self.desk)
         self.stop_event = threading.Event()

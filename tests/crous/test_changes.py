@@ -125,3 +125,22 @@ def test_rights_ended(conn) -> None:
         "t1": "left: rights ended 2026-12-31; tarif 99"}
     [line] = compute(conn, SITE, K.DEPARTS, datetime(2027, 1, 5, tzinfo=PARIS)).lines
     assert line.values[F.DUE_DATE].isoformat() == "2026-12-31"  # not the 5 January
+
+
+def test_fingerprints_keep_their_formula(conn) -> None:
+    """Stored fingerprints are compared across versions: the digest of the line's values
+    (None as empty, dates ISO) joined by US, then RS and the year for per-year kinds."""
+    import hashlib
+
+    people.upsert(conn, student("s1", 2026, 2026, birth_date="2004-02-29"))
+    people.upsert(conn, staff("t1", "psg", 420))
+    for kind, year in ((K.PRIMO_ENTRANTS, 2026), (K.PERSONNELS, None)):
+        [line] = compute(conn, SITE, kind, YEAR1).lines
+        text = "\x1f".join("" if v is None else str(v) for v in line.values.values())
+        if year is not None:
+            text += f"\x1e{year}"
+        assert line.fingerprint == hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        assert list(line.values) == [F.IDENTIFIER, F.INSTITUTIONAL_ID, F.INE, F.LAST_NAME,
+                                     F.FIRST_NAME, F.EMAIL, F.BIRTH_DATE, F.RNE_ORG_CODE,
+                                     F.ID_COMPANY_RATE, F.ID_RATE, F.DUE_DATE, F.CATEGORY,
+                                     F.CROUS_NUMBER, F.CSN]

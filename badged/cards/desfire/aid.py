@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 __all__ = ["PICC_AID", "aid_from_wire", "aid_to_wire", "format_aid", "parse_aid"]
 
 PICC_AID = 0x000000
 
 
+# Cached: a reader selects the same few applications on every card (typed: True is no 1).
+@lru_cache(maxsize=256, typed=True)
 def parse_aid(value: str | int) -> int:
     """An AID as people write it: 6 hex digits MSB first (``"F58540"``), or an int."""
     if isinstance(value, bool):
@@ -26,6 +30,7 @@ def parse_aid(value: str | int) -> int:
     return aid
 
 
+@lru_cache(maxsize=256, typed=True)
 def aid_to_wire(aid: str | int) -> bytes:
     """The 3 bytes sent to the card: LSB first."""
     return parse_aid(aid).to_bytes(3, "little")

@@ -139,7 +139,10 @@ class DesfireCard:
         if self._session is not None:
             self._session.on_command(bytes([ins]) + data)
         chunk = self._max_frame_data
-        frames = [data[i : i + chunk] for i in range(0, len(data), chunk)] or [b""]
+        if len(data) <= chunk:  # one frame: the usual case
+            frames: list[bytes] = [data]
+        else:
+            frames = [data[i : i + chunk] for i in range(0, len(data), chunk)]
         reply, sw = self.transmit(name, self.wrap(ins, frames[0]))
         for frame in frames[1:]:
             if sw != SW_MORE:
