@@ -115,7 +115,8 @@ def enrol_in_transaction(conn: sqlite3.Connection, person_id: str, csn: str, pol
         return Enrolled(csn, person_id, card.crous_number, source, False,
                         stock_left=stock.level(conn),
                         warnings=["card already linked to this person: nothing changed"])
-    older = [c for c in cards.for_person(conn, person_id) if c.state == "active"]
+    held = cards.for_person(conn, person_id)
+    older = [c for c in held if c.state == "active"]
     if older and policy.second_card == "refuse":
         raise EnrolmentError(f"{person_id} already has an active card "
                              f"({', '.join(c.csn for c in older)}): declare it lost, "
@@ -123,7 +124,7 @@ def enrol_in_transaction(conn: sqlite3.Connection, person_id: str, csn: str, pol
     for old in older:
         cards.set_state(conn, old.csn, "active", "expired", f"replaced by {csn}", who, "HS")
     cards.link(conn, csn, person_id, number, who)
-    stock.issue(conn, csn, policy.unit_price, policy.direct_price, who)
+    stock.issue(conn, csn, policy.unit_price, policy.direct_price, who, replacement=bool(held))
     left = stock.level(conn)
     warnings = [] if left >= 0 else [f"card stock is {left}: record deliveries with badged "
                                      "stock receive"]

@@ -114,7 +114,29 @@ def test_stock_and_costs_of_a_year(conn) -> None:
     year = int(cards.get(conn, "04000000000000").enrolled_at[:4])
     costs = stock.costs(conn, year)
     assert (costs.received, costs.issued) == (100, 3)
-    assert costs.spend_eur == Decimal("0.90")
-    assert costs.direct_eur == Decimal("9.00") and costs.savings_eur == Decimal("8.10")
+    # The COMUE is paid per card bought (received), not per card issued.
+    assert costs.spend_eur == Decimal("30.00")
+    assert costs.direct_eur == Decimal("300.00") and costs.savings_eur == Decimal("270.00")
     assert stock.level(conn) == 97
     assert stock.costs(conn, year - 1).issued == 0
+    assert stock.costs(conn, year - 1).spend_eur == 0
+
+
+def test_lost_and_replaced_cards_are_counted(conn) -> None:
+    stock.receive(conn, 10, Decimal("0.30"), None, None, "test")
+    stock.receive(conn, 5, Decimal("0.40"), Decimal("3.00"), None, "test")
+    people.upsert(conn, people.Person(id="r1", last_name="R", first_name="R",
+                                      category="student"))
+    enrol(conn, "r1", "04000000000101", policy(), crous_number_on_card="101")
+    cards.set_state(conn, "04000000000101", "active", "lost", "lost at the desk", "test", "DP")
+    cards.set_state(conn, "04000000000101", "lost", "stolen", "it was stolen", "test", "DV")
+    enrol(conn, "r1", "04000000000102", policy(), crous_number_on_card="102")
+    enrol(conn, "r1", "04000000000103", policy(), crous_number_on_card="103")  # 102 expires
+    year = int(cards.get(conn, "04000000000101").enrolled_at[:4])
+    costs = stock.costs(conn, year)
+    assert (costs.received, costs.issued, costs.lost, costs.replaced) == (15, 3, 1, 2)
+    assert costs.spend_eur == Decimal("5.00")
+    assert costs.direct_eur is None and costs.savings_eur is None  # a delivery had none
+    totals = stock.totals(conn)
+    assert (totals.received, totals.issued, totals.lost, totals.replaced) == (15, 3, 1, 2)
+    assert totals.known_savings_eur == Decimal("13.00")  # 5 × (3.00 - 0.40)

@@ -64,3 +64,36 @@ def person_show(ctx: Context, person_id: str, as_json: bool) -> None:
     for c in held:
         click.echo(f"card                  {c['csn']} {c['state']} "
                    f"(CROUS {c['crous_number'] or '-'})")
+
+
+@person.command("purge")
+@click.option("--dry-run", is_flag=True, help="List who would be purged; change nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@user_errors
+def person_purge(ctx: Context, dry_run: bool, as_json: bool) -> None:
+    """Erase the records of people who left more than the school's retention_days ago.
+
+    Name, birth date, e-mail and INE go; their cards are unlinked; what the CROUS was told
+    stays as counts and checksums. The daemon does the same every day (job people-purge).
+    """
+    from .. import clock
+    from ..crous.exchanges import archive_dir
+    from ..retention import purge
+
+    site = ctx.host.load_site()
+    conn = open_store(ctx.host.state_dir)
+    report = purge(conn, site, archive_dir(ctx.host), clock.now(), dry_run=dry_run)
+    if report.busy:
+        fail(f"error: the outbox is being delivered by {report.busy}: nothing purged, "
+             "try again in a minute")
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        return
+    for x in report.leavers:
+        click.echo(f"{x.person_id}  left {x.left_on}  {x.cards} card(s)  "
+                   f"{x.batches} batch(es)")
+    verb = "would purge" if dry_run else "purged"
+    click.echo(f"{verb} {report.people} people who left more than {report.retention_days} "
+               f"days ago ({report.cards} cards unlinked, {report.batches} batches' files "
+               "dropped)")

@@ -48,29 +48,40 @@ def report() -> None:
 
 
 @report.command("costs")
-@click.option("--year", type=int, default=lambda: clock.today().year, show_default="this year",
-              help="Calendar year.")
+@click.option("--year", type=int, help="One calendar year (default: every year with cards "
+              "received or issued, up to this one).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 @user_errors
-def report_costs(ctx: Context, year: int, as_json: bool) -> None:
-    """Cards received and issued in a year, their cost, and the savings against direct."""
+def report_costs(ctx: Context, year: int | None, as_json: bool) -> None:
+    """Per year: cards bought and their spend, cards issued, lost and replaced, savings.
+
+    The COMUE contract is paid per card bought (received into stock), not per card issued.
+    """
     site = ctx.host.load_site()
     conn = open_store(ctx.host.state_dir)
-    costs = stock.costs(conn, year)
-    data = {"year": year, "comue": site.school.comue,
-            "unit_price_eur": euros(site.comue.unit_price_eur),
-            "direct_price_eur": euros(site.comue.direct_price_eur),
-            "received": costs.received, "issued": costs.issued,
-            "spend_eur": euros(costs.spend_eur), "direct_eur": euros(costs.direct_eur),
-            "savings_eur": euros(costs.savings_eur), "stock": stock.level(conn)}
+    if year is not None:
+        wanted = [year]
+    else:
+        seen = stock.years(conn)
+        wanted = list(range(seen[0], max(seen[-1], clock.today().year) + 1)) if seen else [
+            clock.today().year]
+    per_year = [stock.costs(conn, y) for y in wanted]
+    data = {"comue": site.school.comue, "unit_price_eur": euros(site.comue.unit_price_eur),
+            "direct_price_eur": euros(site.comue.direct_price_eur), "stock": stock.level(conn),
+            "years": [{"year": c.year, "received": c.received, "spend_eur": euros(c.spend_eur),
+                       "issued": c.issued, "lost": c.lost, "replaced": c.replaced,
+                       "direct_eur": euros(c.direct_eur), "savings_eur": euros(c.savings_eur)}
+                      for c in per_year]}
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    click.echo(f"{year}: {costs.issued} cards issued, {costs.received} received, "
-               f"stock {data['stock']}")
-    click.echo(f"spend {costs.spend_eur:.2f} € at the {site.comue.name} price "
-               f"({euros(site.comue.unit_price_eur)} € a card)")
-    if costs.direct_eur is not None:
-        click.echo(f"direct price would have been {costs.direct_eur:.2f} €: "
-                   f"saved {costs.savings_eur:.2f} €")
+    click.echo(f"{site.comue.name}: {euros(site.comue.unit_price_eur)} € a card bought"
+               + (f" (direct {euros(site.comue.direct_price_eur)} €)"
+                  if site.comue.direct_price_eur is not None else "")
+               + f"; stock now {data['stock']}")
+    for c in per_year:
+        saved = ("saved " + euros(c.savings_eur) + " € against the direct price"
+                 if c.savings_eur is not None else "saving unknown (no direct price)")
+        click.echo(f"{c.year}: {c.received} cards bought, spend {euros(c.spend_eur)} €; "
+                   f"{c.issued} issued, {c.lost} lost, {c.replaced} replaced; {saved}")

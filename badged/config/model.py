@@ -758,6 +758,10 @@ class School(Model):
         "A local maildir under the state folder instead of SMTP (demo only)."))
     archive_retention_days: Annotated[int, Field(ge=1)] = Field(400, description=(
         "Days a sent batch's archive is kept."))
+    retention_days: Annotated[int, Field(ge=1)] = Field(400, description=(
+        "Days a person's records are kept after they left (GDPR): then the daily "
+        "`people-purge` job erases their name, birth date, e-mail and INE and unlinks "
+        "their cards (`badged person purge`)."))
 
 
 # --- the host file (docs/contracts.md) -----------------------------------------------------

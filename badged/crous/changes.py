@@ -149,6 +149,7 @@ class _Context:
             left = min(left, end + timedelta(days=1)) if left else end + timedelta(days=1)
         return left if left is not None and left <= self.today else None
 
+
     def due(self, p: tuple[Any, ...]) -> date:
         if not p[_END]:
             return self.year_end
@@ -295,3 +296,22 @@ def classify_all(conn: sqlite3.Connection, site: Site, now: datetime,
             left = ctx.leaving_since(person) if person[_LEAVING] or person[_END] else None
             yield Classified(dict(zip(_PERSON_KEYS, person, strict=True)), found[0],
                              dict(zip(FIELDS, found[1], strict=True)), found[2], left)
+
+
+def left_on(site: Site, person: Mapping[str, Any], today: date) -> date | None:
+    """The day a person's leaving became effective, if it has by `today`: the day they were
+    first missing from their source's full export plus its grace days, or the day after
+    their rights ended, whichever comes first. The rule of `_Context.leaving_since` (which
+    reads the change sets' row tuples, with cached dates), for one person's row."""
+    left = _day(person["leaving_since"])
+    if left is not None:
+        grace = site.school.population.get(person["source"] or "")
+        left += timedelta(days=grace.leaving_grace_days if grace else 0)
+    end = _day(person["end_of_rights"])
+    if end is not None and end < today:
+        left = min(left, end + timedelta(days=1)) if left else end + timedelta(days=1)
+    return left if left is not None and left <= today else None
+
+
+def _day(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None

@@ -535,7 +535,8 @@ class Syncer:
                                "retried later", False, transient=True) from None
             if not renamed.ok:
                 raise judge("rename-holder", renamed)
-            log.info("API CROUS holder %s renamed %s", other, d.identifier)
+            log.info("API CROUS holder renamed (its identifier changed)")
+            log.debug("API CROUS holder %s renamed %s", other, d.identifier)
             return renamed.body if isinstance(renamed.body, dict) and renamed.body else {
                 **found, "identifier": d.identifier}
         return None

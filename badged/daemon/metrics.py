@@ -23,10 +23,13 @@ import threading
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from socketserver import TCPServer, ThreadingMixIn
+from typing import ClassVar
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 import badged
 
@@ -109,8 +112,10 @@ class Metrics:
             "badged_card_stock_low_threshold",
             "The school's blank card stock threshold (schools/<id>.yaml card_stock).",
             registry=r)
-        self.card_spend_total = Counter("badged_card_spend_euros_total",
-                                  "Money spent on cards, in euros.", registry=r)
+        # Counters kept by the store (the daemon, `badged stock receive` and `badged person
+        # purge` all write there): exported from its totals, so a restart loses nothing.
+        self.store_totals = _StoreTotals()
+        r.register(self.store_totals)
 
         # scheduled tasks
         self.task_last_success = Gauge("badged_task_last_success_timestamp_seconds",
@@ -251,8 +256,18 @@ class Metrics:
     def set_card_stock_low_threshold(self, threshold: int) -> None:
         self.card_stock_low_threshold_g.set(threshold)
 
-    def card_spend(self, euros: float | Decimal) -> None:
-        self.card_spend_total.inc(float(euros))
+    def set_card_costs(self, *, received: int, issued: int, lost: int, replaced: int,
+                       spend_eur: Decimal, savings_eur: Decimal) -> None:
+        """The store's card totals (store.stock.totals): cards bought and what they cost."""
+        self.store_totals.set(
+            badged_cards_received_total=received, badged_cards_issued_total=issued,
+            badged_cards_lost_total=lost, badged_cards_replaced_total=replaced,
+            badged_card_spend_euros_total=float(spend_eur),
+            badged_card_savings_euros_total=float(savings_eur))
+
+    def set_people_purged(self, total: int) -> None:
+        """People whose records were purged, from the store (store.retention)."""
+        self.store_totals.set(badged_people_purged_total=total)
 
     # --- tasks ------------------------------------------------------------------------
 
@@ -384,6 +399,40 @@ class Metrics:
     def serve(self, listen: str) -> MetricsServer:
         """Bind `listen` and serve /metrics in a thread; MetricsBindError on failure."""
         return MetricsServer(self, listen)
+
+
+class _StoreTotals(Collector):
+    """Counters whose value is a total the store keeps: set, never incremented here.
+
+    They only grow (the store's rows they count are never deleted), so they are counters.
+    """
+
+    HELP: ClassVar[dict[str, str]] = {
+        "badged_cards_received_total": "Blank cards bought (received into stock).",
+        "badged_card_spend_euros_total": "Money spent on cards bought, in euros, at the "
+                                         "COMUE price of each delivery.",
+        "badged_card_savings_euros_total": "What the cards bought would have cost more at "
+                                           "the direct price, in euros.",
+        "badged_cards_issued_total": "Cards issued to a holder (out of stock).",
+        "badged_cards_lost_total": "Cards declared lost or stolen.",
+        "badged_cards_replaced_total": "Cards issued to a holder who already had one.",
+        "badged_people_purged_total": "People whose records were purged (retention_days).",
+    }
+
+    def __init__(self) -> None:
+        self._values = dict.fromkeys(self.HELP, 0.0)
+        self._lock = threading.Lock()
+
+    def set(self, **values: float) -> None:
+        with self._lock:
+            for name, value in values.items():
+                self._values[name] = float(value)
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        with self._lock:
+            values = dict(self._values)
+        for name, text in self.HELP.items():
+            yield CounterMetricFamily(name.removesuffix("_total"), text, value=values[name])
 
 
 def _remove(metric: Gauge | Counter, *labels: str) -> None:

@@ -37,6 +37,7 @@ from ..crous.tariffs import default_rate_staff
 from ..enrolment import EnrolmentError, Policy, enrol
 from ..store import access as access_store
 from ..store import cards, crous_api, leases, outbox, people, stock
+from ..store import retention as retention_store
 from ..store.db import SharedStore, open_store
 from . import health, notify
 from .control import ControlServer, OpError, socket_path
@@ -60,6 +61,7 @@ MAINTENANCE, MAINTENANCE_SCHEDULE = "store-maintenance", "every day at 03:17"
 DELIVERY, DELIVERY_SCHEDULE = "outbox-delivery", "every 1 minutes"
 TAP_CACHE_KIB = 512
 PURGE, PURGE_SCHEDULE = "archive-purge", "every day at 04:23"
+PEOPLE_PURGE, PEOPLE_PURGE_SCHEDULE = "people-purge", "every day at 04:41"
 CROUS_SYNC = "crous-sync"
 GAUGE_REFRESH_SECONDS = 30.0
 # How often the store's card-change marker is read for `on_change` exports (and due
@@ -158,8 +160,6 @@ class Daemon:
         self._register_jobs()
         self._clean_outbox()
         self.readers.start()
-        with self.store.use() as conn:  # the counter carries the store's history
-            self.metrics.card_spend(stock.spend_total(conn))
         self._refresh_gauges()
         log.info("badged %s: school %s (%s) ready, metrics on %s, control socket %s",
                  __version__, self.site.id, self.site.school.name, listen, self.control.path)
@@ -278,11 +278,12 @@ class Daemon:
 
     def _register_jobs(self) -> None:
         """The jobs of this school: its exchanges, the outbox, the archive, the store."""
-        wanted = {MAINTENANCE, DELIVERY, PURGE}
+        wanted = {MAINTENANCE, DELIVERY, PURGE, PEOPLE_PURGE}
         self.jobs.add(MAINTENANCE, parse_schedule(MAINTENANCE_SCHEDULE),
                       lambda: maintain_store(self.store))
         self.jobs.add(DELIVERY, parse_schedule(DELIVERY_SCHEDULE), self._deliver)
         self.jobs.add(PURGE, parse_schedule(PURGE_SCHEDULE), self._purge)
+        self.jobs.add(PEOPLE_PURGE, parse_schedule(PEOPLE_PURGE_SCHEDULE), self._people_purge)
         for ex in self.site.school.exchanges:
             name = f"exchange-{ex.kind.value}"
             wanted.add(name)
@@ -433,6 +434,18 @@ class Daemon:
         if done.batches:
             log.info("archive: %d sent batch(es) past retention purged", done.batches)
 
+    def _people_purge(self) -> dict[str, Any]:
+        """Job `people-purge`: erase the people who left more than retention_days ago."""
+        from ..crous import exchanges
+        from ..retention import purge
+
+        done = purge(self.job_conn, self.site, exchanges.archive_dir(self.host),
+                     clock.now(), actor="badged", what=DAEMON)
+        self.metrics.set_people_purged(retention_store.purged_total(self.job_conn))
+        if done.people:
+            self._refresh_gauges()
+        return {"people": done.people, "cards": done.cards, "batches": done.batches}
+
     def _clean_outbox(self) -> None:
         """At start: unfinished archive copies a killed run left (under the outbox lease,
         so never one that another process is writing)."""
@@ -452,6 +465,12 @@ class Daemon:
         self._refresh_crous_gauges()
         with self.store.use() as conn:
             self.metrics.set_card_stock(stock.level(conn), school.card_stock.low_threshold)
+            self.metrics.set_people_purged(retention_store.purged_total(conn))
+            totals = stock.totals(conn)
+            self.metrics.set_card_costs(
+                received=totals.received, issued=totals.issued, lost=totals.lost,
+                replaced=totals.replaced, spend_eur=totals.spend_eur,
+                savings_eur=totals.known_savings_eur)
             self.metrics.set_tariff_default_people(
                 len(default_rate_staff(conn, self.site.tariffs)))
         now = clock.now()
@@ -573,12 +592,11 @@ class Daemon:
                              crous_number_on_card=read.crous_number,
                              who=request.get("actor") or "badged")
         except EnrolmentError as exc:
-            log.warning("enrolment refused: %s", exc)
+            log.warning("enrolment refused: %s", exc.rule)
             raise OpError(str(exc)) from None
         if done.new_card:
             self.metrics.enrolment()
-            self.metrics.card_spend(policy.unit_price)
-        log.info("enrolled card %s for %s", done.csn, done.person_id)
+        log.info("enrolled card %s", done.csn)
         self._refresh_gauges()
         return {"read": read.to_json(), "enrolled": done.to_json()}
 

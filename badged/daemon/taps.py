@@ -62,7 +62,9 @@ class Taps:
             events.add(conn, "tap", reader=label, csn=read.csn,
                        detail={"role": role.value, "outcome": outcome,
                                "apdus": read.apdus, "person_id": _person_id(read)})
-        log.info("tap on %r (%s): card %s, %s", read.reader, role.value, read.csn, outcome)
+        # The holder's id stays out of the journal at INFO (personal data).
+        log.info("tap on %r (%s): card %s, %s", read.reader, role.value, read.csn,
+                 outcome.split(", holder ")[0])
         self._remember(Tap(time.time(), label, role.value, read.csn, outcome,
                            _person_id(read), (read.person or {}).get("card_state")))
 

@@ -51,7 +51,7 @@ def checks(site: Site, user: str) -> list[Check]:
     if sock.status == "fail":
         out.append(skip("readers", "pcscd is not reachable"))
         return out
-    readers, error, who = _list_as(user)
+    readers, error, who, not_as_user = _list_as(user)
     if error is not None:
         fix = "systemctl start pcscd.socket (and check journalctl -u pcscd)"
         if who == user and user != pwd.getpwuid(os.geteuid()).pw_name:
@@ -65,7 +65,10 @@ def checks(site: Site, user: str) -> list[Check]:
     seen = f"reachable as {who} at {socket_path()}, {len(readers)} reader(s): " + (
         ", ".join(readers) or "none")
     version = pcscd_version()
-    if who != user and version is not None and version >= (2, 0):
+    if not_as_user is not None:
+        out.append(warn("pcscd", f"{seen}; not checked as {user}: {not_as_user}",
+                        f"let {user} run {sys.executable} (the service's own interpreter)"))
+    elif who != user and version is not None and version >= (2, 0):
         out.append(warn("pcscd", f"{seen}; not checked as {user} (polkit may refuse it)",
                         f"run doctor as root to connect as {user}"))
     else:
@@ -74,25 +77,39 @@ def checks(site: Site, user: str) -> list[Check]:
     return out
 
 
-def _list_as(user: str) -> tuple[list[str], str | None, str]:
+def _list_as(user: str) -> tuple[list[str], str | None, str, str | None]:
     """The readers pcscd lists, asked as the service user when we are root (runuser),
-    else as ourselves: (readers, error or None, who asked)."""
+    else as ourselves: (readers, error or None, who asked, why not as `user` or None).
+
+    When the probe cannot run as `user` (its interpreter or badged unreadable to it, no
+    runuser), we ask as ourselves and say why, so the line never passes for the user's."""
     me = pwd.getpwuid(os.geteuid()).pw_name
+    if os.geteuid() != 0 or user == me:
+        return (*_list_here(), me, None)
     runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
-    if os.geteuid() == 0 and user != me and runuser:
-        try:
-            out = subprocess.run([runuser, "-u", user, "--", sys.executable, "-m",
-                                  "badged.doctor.pcsc_probe"], capture_output=True, text=True,
-                                 timeout=30, check=False)
-            answer = json.loads(out.stdout.strip().splitlines()[-1])
-        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
-            pass  # cannot run as the service user here: ask as root below
-        else:
-            return answer.get("readers", []), answer.get("error"), user
+    if not runuser:
+        return (*_list_here(), me, "runuser not found")
     try:
-        return list_readers(), None, me
+        out = subprocess.run([runuser, "-u", user, "--", sys.executable, "-m",
+                              "badged.doctor.pcsc_probe"], capture_output=True, text=True,
+                             timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        why = f"the probe could not run as {user}: {exc}"
+    else:
+        try:
+            answer = json.loads(out.stdout.strip().splitlines()[-1])
+            return answer.get("readers", []), answer.get("error"), user, None
+        except (ValueError, IndexError, AttributeError):
+            last = (out.stderr.strip().splitlines() or ["no answer"])[-1][:200]
+            why = f"the probe could not run as {user}: {last}"
+    return (*_list_here(), me, why)
+
+
+def _list_here() -> tuple[list[str], str | None]:
+    try:
+        return list_readers(), None
     except PcscError as exc:
-        return [], str(exc), me
+        return [], str(exc)
 
 
 def _socket(user: str) -> Check:

@@ -24,53 +24,83 @@ def receive(conn: sqlite3.Connection, quantity: int, unit_price: Decimal,
 
 
 def issue(conn: sqlite3.Connection, csn: str, unit_price: Decimal,
-          direct_price: Decimal | None, actor: str) -> None:
+          direct_price: Decimal | None, actor: str, replacement: bool = False) -> None:
+    """One card out of stock; `replacement`: its holder already had a card."""
     conn.execute(
         "INSERT INTO stock_moves (at, delta, reason, csn, unit_price_eur, direct_price_eur, "
-        "actor) VALUES (?, -1, 'issued', ?, ?, ?, ?)",
+        "actor, replacement) VALUES (?, -1, 'issued', ?, ?, ?, ?, ?)",
         (utcnow(), csn, str(unit_price), None if direct_price is None else str(direct_price),
-         actor),
+         actor, int(replacement)),
     )
 
 
-@dataclass(frozen=True)
-class YearCosts:
-    """One calendar year: cards received and issued, what the issued cards cost, and what
-    they would have cost at the direct price."""
+# Card states that mean the card is gone from its holder (the COMUE's "lost").
+LOST_STATES = ("lost", "stolen")
 
-    year: int
+
+@dataclass(frozen=True)
+class CardCosts:
+    """Cards bought, issued, lost and replaced over a period, and what was paid.
+
+    The COMUE contract is paid per card bought (received into stock), not per card issued:
+    the spend is the cards received at the price of each delivery, the saving what they
+    would have cost more at the direct price (None if a delivery had no direct price).
+    """
+
     received: int
     issued: int
+    lost: int
+    replaced: int
     spend_eur: Decimal
     direct_eur: Decimal | None
+    year: int | None = None  # None: the whole history
+    known_savings_eur: Decimal = Decimal(0)  # over the deliveries that had a direct price
 
     @property
     def savings_eur(self) -> Decimal | None:
         return None if self.direct_eur is None else self.direct_eur - self.spend_eur
 
 
-def costs(conn: sqlite3.Connection, year: int) -> YearCosts:
-    rows = conn.execute(
-        "SELECT reason, delta, unit_price_eur, direct_price_eur FROM stock_moves "
-        "WHERE substr(at, 1, 4) = ?", (f"{year:04d}",))
-    received = issued = 0
-    spend, direct = Decimal(0), Decimal(0)
+def _costs(conn: sqlite3.Connection, year: int | None) -> CardCosts:
+    when = "1" if year is None else "substr(at, 1, 4) = ?"
+    params: tuple[str, ...] = () if year is None else (f"{year:04d}",)
+    received = issued = replaced = 0
+    spend, direct, known = Decimal(0), Decimal(0), Decimal(0)
     direct_known = True
-    for reason, delta, unit, direct_price in rows:
-        if reason == "received":
-            received += delta
+    rows = conn.execute("SELECT reason, delta, unit_price_eur, direct_price_eur, replacement "
+                        f"FROM stock_moves WHERE {when}", params)
+    for reason, delta, unit, direct_price, replacement in rows:
+        if reason != "received":
+            issued += -delta
+            replaced += replacement
             continue
-        issued += -delta
-        spend += Decimal(unit) * -delta
+        received += delta
+        spend += Decimal(unit) * delta
         if direct_price is None:
             direct_known = False
         else:
-            direct += Decimal(direct_price) * -delta
-    return YearCosts(year, received, issued, spend, direct if direct_known else None)
+            direct += Decimal(direct_price) * delta
+            known += (Decimal(direct_price) - Decimal(unit)) * delta
+    states = ", ".join("?" * len(LOST_STATES))
+    lost = conn.execute(  # a card becoming lost or stolen (not stolen after lost)
+        f"SELECT count(*) FROM card_state_changes WHERE {when} AND new_state IN ({states}) "
+        f"AND coalesce(old_state, '') NOT IN ({states})",
+        (*params, *LOST_STATES, *LOST_STATES)).fetchone()[0]
+    return CardCosts(received, issued, int(lost), replaced, spend,
+                     direct if direct_known else None, year, known)
 
 
-def spend_total(conn: sqlite3.Connection) -> Decimal:
-    total = Decimal(0)
-    for (unit,) in conn.execute("SELECT unit_price_eur FROM stock_moves WHERE reason = 'issued'"):
-        total += Decimal(unit)
-    return total
+def costs(conn: sqlite3.Connection, year: int) -> CardCosts:
+    """The cards and money of calendar year `year` (UTC dates of the moves)."""
+    return _costs(conn, year)
+
+
+def totals(conn: sqlite3.Connection) -> CardCosts:
+    """The store's whole history (the metrics' counters)."""
+    return _costs(conn, None)
+
+
+def years(conn: sqlite3.Connection) -> list[int]:
+    """Calendar years with a stock move, oldest first."""
+    return [int(y) for (y,) in conn.execute(
+        "SELECT DISTINCT substr(at, 1, 4) FROM stock_moves ORDER BY 1")]

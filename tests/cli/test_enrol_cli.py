@@ -66,9 +66,10 @@ def test_enrol_then_life_cycle_stock_and_costs(site: Path, insert_card, pcsc) ->
     shown = json.loads(badged("card", "show", "--person", "s1", "--json")[1])
     assert [h["crous_reason"] for h in shown[0]["history"]] == [None, "DP"]
     assert all(h["crous_sent_at"] is None for h in shown[0]["history"])
-    costs = json.loads(badged("report", "costs", "--json")[1])
-    assert (costs["received"], costs["issued"], costs["spend_eur"], costs["savings_eur"]) == (
-        50, 1, "0.30", "2.70")
+    # The COMUE is paid per card bought: the 50 received, not the one issued.
+    (year,) = json.loads(badged("report", "costs", "--json")[1])["years"]
+    assert (year["received"], year["issued"], year["lost"], year["spend_eur"],
+            year["savings_eur"]) == (50, 1, 1, "15.00", "135.00")
 
 
 @pytest.mark.profile("nantes-preencoded")

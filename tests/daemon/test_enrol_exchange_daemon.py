@@ -47,7 +47,10 @@ def test_desk_enrolment_through_the_daemon(site, start_daemon, insert_card, pcsc
     assert (done["csn"], done["person_id"], done["crous_number"], done["crous_number_from"],
             done["stock_left"]) == ("04112233445566", "s1", 249760531028417, "card", 19)
     assert daemon.metric("badged_enrolments_total") == 1
-    assert daemon.metric("badged_card_spend_euros_total") == 0.3
+    # Paid per card bought: the 20 received, at the COMUE price (0.30 €).
+    daemon.wait_metric("badged_card_spend_euros_total", 6.0)
+    assert daemon.metric("badged_cards_received_total") == 20
+    assert daemon.metric("badged_cards_issued_total") == 1
     daemon.wait_metric("badged_cards", 1, state="active")
     assert daemon.metric("badged_card_stock") == 19
     conn = open_store(site.state_dir)

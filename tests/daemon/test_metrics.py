@@ -33,6 +33,12 @@ CONTRACT = {
     "badged_cards": ("gauge", {"state"}),
     "badged_card_stock": ("gauge", set()),
     "badged_card_spend_euros_total": ("counter", set()),
+    "badged_card_savings_euros_total": ("counter", set()),
+    "badged_cards_received_total": ("counter", set()),
+    "badged_cards_issued_total": ("counter", set()),
+    "badged_cards_lost_total": ("counter", set()),
+    "badged_cards_replaced_total": ("counter", set()),
+    "badged_people_purged_total": ("counter", set()),
     "badged_task_last_success_timestamp_seconds": ("gauge", {"task"}),
     "badged_task_last_run_timestamp_seconds": ("gauge", {"task"}),
     "badged_task_duration_seconds": ("gauge", {"task"}),
@@ -75,7 +81,9 @@ def fill(m: Metrics) -> None:
     m.enrolment()
     m.set_cards({"active": 120, "lost": 3})
     m.set_card_stock(42, low_threshold=50)
-    m.card_spend(Decimal("0.30"))
+    m.set_card_costs(received=100, issued=3, lost=1, replaced=1, spend_eur=Decimal("30.00"),
+                     savings_eur=Decimal("270.00"))
+    m.set_people_purged(2)
     m.register_task("exchange:personnels", 7 * 86400, last_run=1_700_000_000.0)
     m.task_run("exchange:personnels", 1_700_600_000.0, 1.25, ok=True)
     m.register_task("crous-sync", 0)
@@ -162,7 +170,13 @@ def test_values(served: tuple[Metrics, MetricsServer]) -> None:
     assert value("badged_cards", state="stolen") == 0
     assert value("badged_cards", state="active") == 120
     assert value("badged_card_stock_low_threshold") == 50
-    assert value("badged_card_spend_euros_total") == pytest.approx(0.30)
+    assert value("badged_card_spend_euros_total") == pytest.approx(30.0)
+    assert value("badged_card_savings_euros_total") == pytest.approx(270.0)
+    assert value("badged_cards_received_total") == 100
+    assert value("badged_cards_issued_total") == 3
+    assert value("badged_cards_lost_total") == 1
+    assert value("badged_cards_replaced_total") == 1
+    assert value("badged_people_purged_total") == 2
     assert value("badged_task_last_success_timestamp_seconds", task="crous-sync") == 0
     assert value("badged_task_last_run_timestamp_seconds", task="crous-sync") == 1_700_600_100
     assert value("badged_task_failures_total", task="crous-sync") == 1

@@ -167,6 +167,12 @@ def test_doctor_bad_host_file_stops_at_the_host_file(tmp_path: Path) -> None:
     assert f"{host}:2:" in out.stdout and "Traceback" not in out.stderr
 
 
+def _runs_as(user: str) -> bool:
+    """Whether `user` can run this interpreter and import badged (not from a 0700 /root)."""
+    return subprocess.run(["runuser", "-u", user, "--", sys.executable, "-c", "import badged"],
+                          capture_output=True, check=False).returncode == 0
+
+
 def test_pcscd_is_asked_as_the_service_user(pcsc: PcscdSandbox) -> None:
     """As root, doctor connects to pcscd as the service user (runuser): what root reaches,
     the service may not (here: `nobody`, kept out of the private pcscd's 0700 folder)."""
@@ -175,10 +181,12 @@ def test_pcscd_is_asked_as_the_service_user(pcsc: PcscdSandbox) -> None:
     from badged.doctor.pcsc import _list_as
 
     me = pwd.getpwuid(os.geteuid()).pw_name
-    readers, error, who = _list_as(me)
-    assert (readers, error, who) == (pcsc.readers, None, me)
-    readers, error, who = _list_as("nobody")
-    if os.geteuid() == 0:
+    assert _list_as(me) == (pcsc.readers, None, me, None)
+    readers, error, who, not_as_user = _list_as("nobody")
+    if os.geteuid() == 0 and _runs_as("nobody"):
         assert who == "nobody" and readers == [] and "cannot reach pcscd" in str(error)
+        assert not_as_user is None
+    elif os.geteuid() == 0:  # a checkout nobody cannot read (e.g. under /root): said so
+        assert who == me and "could not run as nobody" in str(not_as_user)
     else:  # not root: asked as ourselves
         assert who == me and readers == pcsc.readers

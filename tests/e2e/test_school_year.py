@@ -248,8 +248,43 @@ def test_a_year_by_mail(year, smtp) -> None:
                                kind="reinscriptions") == 2
         assert len(recorder.received) == 5  # each file once, nothing sent twice
         assert y.daemon.status()["health"] == "healthy", y.daemon.status()["problems"]
+
+        # One year after leaving (the school's retention_days, 400, after their rights
+        # ended), the leavers' records are purged: nothing personal of theirs is left.
+        y.at(paris(2027, 11, 16))  # T1 left on 10 October 2026: 400 days are over; not T2
+        dry = json.loads(y.cli("person", "purge", "--dry-run", "--json"))
+        assert [x["person_id"] for x in dry["leavers"]] == ["T1"]
+        assert {t for t, _ in personal_values(site.state_dir, LEAVERS_PERSONAL)} >= {"people"}
+        y.at(paris(2027, 11, 20))
+        done = json.loads(y.cli("person", "purge", "--json"))
+        assert sorted(x["person_id"] for x in done["leavers"]) == ["T1", "T2"]
+        assert done["cards"] == 2
+        assert personal_values(site.state_dir, LEAVERS_PERSONAL) == []
+        assert personal_values(site.state_dir, ["Lefèvre", "Nguyen"]) != []  # students stay
+        reload(y.daemon)
+        assert y.daemon.metric("badged_people_purged_total") == 2
     finally:
         y.close()
+
+
+LEAVERS_PERSONAL = ["Martin", "Paul", "Bernard", "Anne", "t1@example.org", "t2@example.org",
+                    "1978-09-21", "21/09/1978"]
+
+
+def personal_values(state_dir: Path, needles: list[str]) -> list[tuple[str, str]]:
+    """(table, value) of every text value in the store that contains one of `needles`."""
+    conn = open_store(state_dir)
+    found = []
+    with closing(conn):
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            for row in conn.execute(f'SELECT * FROM "{table}"'):
+                for value in row:
+                    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+                    if isinstance(text, str) and any(n in text for n in needles):
+                        found.append((table, text[:80]))
+    return found
 
 
 def test_a_year_through_the_api(year, smtp) -> None:

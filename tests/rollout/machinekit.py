@@ -68,6 +68,10 @@ def boot_impossible() -> str | None:
     if missing:
         return (f"{', '.join(missing)} not installed: run scripts/setup.sh test "
                 "(debootstrap, systemd-container)")
+    if not any(Path(p).exists() for p in ("/sys/fs/cgroup/cgroup.controllers",
+                                          "/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified")):
+        return ("no cgroup hierarchy under /sys/fs/cgroup (a chroot, not a booted host): "
+                "systemd-nspawn cannot boot a machine here")
     return None
 
 
