@@ -90,7 +90,7 @@ def test_no_product_file_points_outside_the_repository() -> None:
 @pytest.mark.parametrize("line", [
     "Exit codes (DESIGN" ".md §4): 0 ok",
     "# The CROUS card CSV (reference" "/crous.md §1)",
-    "see ../" "shared/" "reference/pcsc-harness.md",
+    "see ../" "shared/" "refer" "ence/pcsc-harness.md",
     '"""Metrics: the §6 contract."""',
     "the API CROUS `reason`, reference §4",
 ])
