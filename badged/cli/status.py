@@ -89,7 +89,8 @@ def _text(answer: dict) -> None:
     for due in answer.get("deadlines", []):
         last_day = (datetime.fromisoformat(due["at"]) - timedelta(seconds=1)).date()
         click.echo(f"  deadline {due['kind']}: end of {last_day} (Paris)"
-                   f"{', passed' if due['passed'] else ''}")
+                   f"{', passed' if due['passed'] else ''}"
+                   f"{': LATE, no file sent this academic year' if due.get('late') else ''}")
     for tap in answer["last_taps"][-5:]:
         click.echo(f"  tap {_when(tap['at'])} on {tap['reader']}: {tap['csn'] or '-'} "
                    f"{tap['outcome']}")

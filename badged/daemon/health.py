@@ -16,8 +16,10 @@ from typing import Any
 from .. import clock
 from ..config.model import ExchangeKind
 from ..config.tree import Site
-from ..crous.deadlines import deadline
+from ..crous.deadlines import academic_year_start, deadline
+from ..store import exchanges as sent_batches
 from ..store import stock
+from ..store.outbox import iso
 
 # The delivery job runs every minute: a batch whose retry time is older than this was
 # not taken by it (the job fails, or the daemon is stuck).
@@ -54,13 +56,19 @@ def outbox(conn: sqlite3.Connection, site: Site, now: datetime) -> Outbox:
     return Outbox(pending, problems)
 
 
-def deadlines(site: Site, now: datetime) -> list[dict[str, Any]]:
-    """This academic year's CROUS deadline of each exchange that has one."""
+def deadlines(conn: sqlite3.Connection, site: Site, now: datetime) -> list[dict[str, Any]]:
+    """This academic year's CROUS deadline of each exchange that has one; `late` when it
+    passed and no file of that kind went by mail since the year began (the test of the
+    BadgedCrousDeadlineMissed alert; an API exchange is told person by person instead)."""
     out = []
+    year_start = iso(academic_year_start(now, site.school.academic_year_start))
     for ex in site.school.exchanges:
         if ex.kind in site.crous.deadlines:
             at = deadline(now, site.crous.deadlines[ex.kind], site.school.academic_year_start)
-            out.append({"kind": ex.kind.value, "at": at.isoformat(), "passed": at <= now})
+            late = (at <= now and ex.transport == "mail"
+                    and sent_batches.first_sent_since(conn, ex.kind.value, year_start) is None)
+            out.append({"kind": ex.kind.value, "at": at.isoformat(), "passed": at <= now,
+                        "late": late})
     return sorted(out, key=lambda d: d["at"])
 
 

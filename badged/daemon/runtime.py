@@ -628,8 +628,9 @@ class Daemon:
             jobs = [j.__dict__ for j in self.jobs.info()]
             box = health.outbox(conn, self.site, now)
             stock_now = health.stock_state(conn, self.site)
+            due = health.deadlines(conn, self.site, now)
         parts = {"snapshot": snap, "jobs": jobs, "outbox": box.pending, "stock": stock_now,
-                 "deadlines": health.deadlines(self.site, now)}
+                 "deadlines": due}
         found = health.problems(snap, jobs, box)
         if self.readers.started and not self.readers.alive:
             found.insert(0, "reader thread dead")

@@ -55,3 +55,23 @@ def test_problems_of_the_readers_pcscd_and_jobs() -> None:
         "job exchange-departs failing: OSError: disk full", "batch 3 (x) late"]
     healthy = {"pcscd": True, "readers": {"desk": True}, "sams": {}}
     assert health.problems(healthy, jobs[1:], health.Outbox([], [])) == []
+
+
+def test_a_deadline_is_late_until_a_file_of_its_kind_is_sent(host_file: Path) -> None:
+    """Past 30/10 with no réinscriptions mailed this academic year: `late`, until one is
+    sent; before the deadline, never late."""
+    host = load_host(host_file)
+    site = host.load_site()
+    conn = open_store(host.state_dir)
+    after = datetime(2026, 11, 15, 9, tzinfo=UTC)
+    before = datetime(2026, 10, 1, 9, tzinfo=UTC)
+
+    def late(now: datetime) -> dict[str, bool]:
+        return {d["kind"]: d["late"] for d in health.deadlines(conn, site, now)}
+
+    assert late(before) == {"reinscriptions": False}
+    assert late(after) == {"reinscriptions": True}
+    sent = batch(conn, "reinscriptions", datetime(2026, 11, 2, 8, tzinfo=UTC))
+    conn.execute("UPDATE batches SET state = 'sent', sent_at = ? WHERE id = ?",
+                 (iso(datetime(2026, 11, 2, 8, 5, tzinfo=UTC)), sent))
+    assert late(after) == {"reinscriptions": False}
