@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 
@@ -113,6 +114,27 @@ def user_errors(func: F) -> F:
             fail(f"error: {exc}")
 
     return wrapper  # type: ignore[return-value]
+
+
+def in_daemon_or_here(ctx: Context, op: str, *, here: Callable[[], T], doing: str,
+                      instead: str, timeout: float, key: str = "result",
+                      **params: Any) -> T:
+    """The answer of the daemon's `op` when it runs; else, only when it provably does not
+    (bypass_only_if_down), `here()`: the same service run from this process. `doing` says
+    what is then done here ("sending"); `instead` what is not done when the daemon is up
+    but silent."""
+    from ..daemon.control import ControlClient, RequestError, socket_path
+
+    try:
+        answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
+            op, timeout=timeout, **params)
+    except DaemonUnreachable as exc:
+        bypass_only_if_down(ctx, exc, instead)
+        click.echo(f"badged is not running: {doing} from here", err=True)
+        return here()
+    except RequestError as exc:
+        fail(f"error: {exc.error}")
+    return answer[key]
 
 
 def bypass_only_if_down(ctx: Context, exc: DaemonUnreachable, instead: str) -> None:

@@ -9,9 +9,8 @@ import click
 
 from .. import clock
 from ..access import export as access
-from ..daemon.control import ControlClient, DaemonUnreachable, RequestError, socket_path
 from ..store.db import open_store
-from . import Context, bypass_only_if_down, fail, main, pass_ctx, user_errors
+from . import Context, fail, in_daemon_or_here, main, pass_ctx, user_errors
 
 
 @main.group("access")
@@ -74,19 +73,13 @@ def access_export(ctx: Context, name: str | None, dry_run: bool, full: bool,
         for p in [] if as_json else plans:
             _print_plan(p, dry_run=True)
         return
-    try:
-        answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
-            "access-export", name=name, full=full or None, timeout=300)
-        results = answer["results"]
-    except DaemonUnreachable as exc:
-        bypass_only_if_down(ctx, exc, "not exporting from here: the daemon does it")
-        click.echo("badged is not running: exporting from here", err=True)
-        site = ctx.host.load_site()
-        conn = open_store(ctx.host.state_dir)
-        results = [access.run(conn, ctx.host, site, n, now, full=full).to_json()
-                   for n in names]
-    except RequestError as exc:
-        fail(f"error: {exc.error}")
+    def here() -> list[dict[str, Any]]:
+        site, conn = ctx.host.load_site(), open_store(ctx.host.state_dir)
+        return [access.run(conn, ctx.host, site, n, now, full=full).to_json() for n in names]
+
+    results = in_daemon_or_here(
+        ctx, "access-export", key="results", name=name, full=full or None, timeout=300,
+        here=here, doing="exporting", instead="not exporting from here: the daemon does it")
     if as_json:
         click.echo(json.dumps(results, indent=2, ensure_ascii=False))
     failed = [r for r in results if r["error"]]

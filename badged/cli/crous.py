@@ -13,14 +13,13 @@ import click
 
 from .. import clock
 from ..crous.cards_csv import CardsFileError, import_cards
-from ..daemon.control import ControlClient, DaemonUnreachable, RequestError, socket_path
 from ..store.db import open_store
 from . import (
     EXIT_PARTIAL,
     Context,
-    bypass_only_if_down,
     fail,
     finish_import,
+    in_daemon_or_here,
     main,
     open_report,
     pass_ctx,
@@ -103,17 +102,11 @@ def sync_command(ctx: Context, dry_run: bool, as_json: bool) -> None:
     everything is told, 3 when some were refused or left for the next run, 1 when the run
     was aborted (credentials, CROUS unreachable).
     """
-    try:
-        answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
-            "crous-sync", dry_run=dry_run, timeout=3600)
-        result = answer["result"]
-    except DaemonUnreachable as exc:
-        bypass_only_if_down(ctx, exc, "not syncing from here: two runs would tell the CROUS "
-                            "twice; see `badged crous errors`")
-        click.echo("badged is not running: syncing from here", err=True)
-        result = _sync_here(ctx, dry_run)
-    except RequestError as exc:
-        fail(f"error: {exc.error}")
+    result = in_daemon_or_here(
+        ctx, "crous-sync", dry_run=dry_run, timeout=3600,
+        here=lambda: _sync_here(ctx, dry_run), doing="syncing",
+        instead="not syncing from here: two runs would tell the CROUS twice; see "
+                "`badged crous errors`")
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
     else:

@@ -14,10 +14,9 @@ from ..config.model import ExchangeKind
 from ..crous import exchanges
 from ..crous.deadlines import show_day
 from ..crous.mail import DeliveryError, OutboxError, list_batches, resends
-from ..daemon.control import ControlClient, DaemonUnreachable, RequestError, socket_path
 from ..lifecycle import actor
 from ..store.db import open_store
-from . import EXIT_PARTIAL, Context, bypass_only_if_down, fail, main, pass_ctx, user_errors
+from . import EXIT_PARTIAL, Context, fail, in_daemon_or_here, main, pass_ctx, user_errors
 
 KINDS = click.Choice([k.value for k in ExchangeKind])
 
@@ -100,20 +99,16 @@ def exchange_run(ctx: Context, kind: str, timeout: float, as_json: bool) -> None
       badged exchange run reinscriptions
       badged exchange run departs --json
     """
-    try:
-        answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
-            "exchange-run", kind=kind, timeout=timeout)
-        result = answer["result"]
-    except DaemonUnreachable as exc:
-        bypass_only_if_down(ctx, exc, "not building or sending from here: the daemon does "
-                            "it; see `badged exchange list`")
-        click.echo("badged is not running: building and sending from here", err=True)
-        site = ctx.host.load_site()
+    def here() -> dict[str, Any]:
         conn = open_store(ctx.host.state_dir)
-        result = exchanges.run(conn, ctx.host, site, ExchangeKind(kind), clock.now(),
-                               what="badged exchange run").to_json()
-    except RequestError as exc:
-        fail(f"error: {exc.error}")
+        return exchanges.run(conn, ctx.host, ctx.host.load_site(), ExchangeKind(kind),
+                             clock.now(), what="badged exchange run").to_json()
+
+    result = in_daemon_or_here(
+        ctx, "exchange-run", kind=kind, timeout=timeout, here=here,
+        doing="building and sending",
+        instead="not building or sending from here: the daemon does it; see "
+                "`badged exchange list`")
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
     else:
@@ -162,23 +157,19 @@ def exchange_retry(ctx: Context, batch: int | None, as_json: bool) -> None:
       badged exchange retry
       badged exchange retry 42
     """
-    try:
-        answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
-            "exchange-retry", timeout=300, **({"batch": batch} if batch is not None else {}))
-        result = answer["result"]
-    except DaemonUnreachable as exc:
-        bypass_only_if_down(ctx, exc, "not delivering from here: the daemon does it; see "
-                            "`badged exchange list`")
-        click.echo("badged is not running: delivering from here", err=True)
-        site = ctx.host.load_site()
+    def here() -> dict[str, Any]:
         conn = open_store(ctx.host.state_dir)
         try:
-            ids, report = exchanges.retry(conn, ctx.host, site, clock.now(), batch)
+            ids, report = exchanges.retry(conn, ctx.host, ctx.host.load_site(), clock.now(),
+                                          batch)
         except OutboxError as exc:
             fail(f"error: {exc}")
-        result = exchanges.retry_json(ids, report)
-    except RequestError as exc:
-        fail(f"error: {exc.error}")
+        return exchanges.retry_json(ids, report)
+
+    result = in_daemon_or_here(
+        ctx, "exchange-retry", timeout=300, here=here, doing="delivering",
+        instead="not delivering from here: the daemon does it; see `badged exchange list`",
+        **({"batch": batch} if batch is not None else {}))
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -205,24 +196,19 @@ def exchange_resend(ctx: Context, batch: int, as_json: bool) -> None:
     Example:
       badged exchange resend 42
     """
-    try:
-        answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
-            "exchange-resend", batch=batch, actor=actor(), timeout=300)
-        result = answer["result"]
-    except DaemonUnreachable as exc:
-        bypass_only_if_down(ctx, exc, "not sending from here (it may be sending it now): "
-                            "see `badged exchange list` before trying again")
-        click.echo("badged is not running: sending from here", err=True)
-        site = ctx.host.load_site()
+    def here() -> dict[str, Any]:
         conn = open_store(ctx.host.state_dir)
         try:
-            message_id = exchanges.send_again(conn, ctx.host, site, batch, clock.now(),
-                                              actor())
+            message_id = exchanges.send_again(conn, ctx.host, ctx.host.load_site(), batch,
+                                              clock.now(), actor())
         except (OutboxError, DeliveryError) as exc:
             fail(f"error: {exc}")
-        result = {"batch": batch, "message_id": message_id}
-    except RequestError as exc:
-        fail(f"error: {exc.error}")
+        return {"batch": batch, "message_id": message_id}
+
+    result = in_daemon_or_here(
+        ctx, "exchange-resend", batch=batch, actor=actor(), timeout=300, here=here,
+        doing="sending", instead="not sending from here (it may be sending it now): see "
+                                 "`badged exchange list` before trying again")
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
