@@ -29,7 +29,7 @@ from pathlib import Path
 
 from badged.access import export
 from badged.config.host import load_host
-from badged.lifecycle import change_state
+from badged.enrolment.lifecycle import change_state
 from badged.store.db import open_store
 
 REPO = Path(__file__).resolve().parents[1]

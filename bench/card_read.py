@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 
 from badged.cards.pcsc import CardConnection
-from badged.cards.pcscd_sandbox import PcscdSandbox
 from badged.cards.profile import ProfileReader
 from badged.cards.simulator import SimulatedDesfire
 from badged.cards.vpcd import VpcdCard
 from badged.config.tree import load_card_profile
-from badged.demo import DEMO_KEYS
+from badged.demo.pcscd_sandbox import PcscdSandbox
+from badged.demo.runner import DEMO_KEYS
 
 REPO = Path(__file__).resolve().parent.parent
 CARD = REPO / "demo" / "cards" / "crous-card.yaml"

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported where used: the memory child must import only the daemon
-    from badged.cards.pcscd_sandbox import PcscdSandbox
+    from badged.demo.pcscd_sandbox import PcscdSandbox
 
 REPO = Path(__file__).resolve().parent.parent
 CARD = REPO / "demo" / "cards" / "crous-card.yaml"
@@ -76,7 +76,7 @@ def free_port() -> int:
 
 def make_host(root: Path) -> tuple[Path, Path]:
     """Host file (school demo, free metrics port) + tree copy + credentials; (host, creds)."""
-    from badged.demo import DEMO_KEYS
+    from badged.demo.runner import DEMO_KEYS
 
     shutil.copytree(REPO / "config", root / "config")
     creds = root / "credentials"
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="`badged run` starts timed to READY=1 (the first on an "
                              "empty state dir)")
     args = parser.parse_args(argv)
-    from badged.cards.pcscd_sandbox import PcscdSandbox
+    from badged.demo.pcscd_sandbox import PcscdSandbox
 
     root = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
     try:

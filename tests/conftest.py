@@ -1,6 +1,6 @@
 """Shared fixtures: one private pcscd per test process, virtual cards on its vpcd reader.
 
-PC/SC tests run through a real pcscd (see badged.cards.pcscd_sandbox). They never skip:
+PC/SC tests run through a real pcscd (see badged.demo.pcscd_sandbox). They never skip:
 CI installs pcscd and vsmartcard-vpcd, so a missing one is a failure with a clear message.
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from badged.cards.pcscd_sandbox import PcscdSandbox, SandboxError
 from badged.cards.vpcd import CardEngine, VpcdCard
-from badged.demo import write_credentials
+from badged.demo.pcscd_sandbox import PcscdSandbox, SandboxError
+from badged.demo.runner import write_credentials
 
 InsertCard = Callable[..., VpcdCard]
 

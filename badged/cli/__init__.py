@@ -45,11 +45,11 @@ def user_error_types() -> tuple[type[Exception], ...]:
     from ..config.errors import SecretError
     from ..crous.exchanges import ExchangeError
     from ..crous.mail import DeliveryError
+    from ..crous.textfile import TextFileError
     from ..daemon.control import ControlError, ControlSocketError
     from ..daemon.metrics import MetricsBindError
-    from ..lifecycle import LifecycleError
+    from ..enrolment.lifecycle import LifecycleError
     from ..store.db import StoreError
-    from ..textfile import TextFileError
 
     return (SecretError, StoreError, PcscError, CardReadError, DesfireError, MetricsBindError,
             ControlSocketError, ControlError, TextFileError, LifecycleError, ExchangeError,

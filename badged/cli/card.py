@@ -10,14 +10,14 @@ from pathlib import Path
 import click
 
 from ..cards.pcsc import CardConnection, PcscError, list_readers, match_readers
-from ..cards.pcscd_sandbox import PORT_FILE
 from ..cards.profile import CardRead, CardReadError, ProfileReader
 from ..cards.reading import read_one
 from ..cards.vpcd import VPCD_PORT
 from ..config.errors import ConfigError
 from ..config.tree import load_card_profile
 from ..crous.cancel import cancel_reason
-from ..lifecycle import STATES, change_state
+from ..demo.pcscd_sandbox import PORT_FILE
+from ..enrolment.lifecycle import STATES, change_state
 from ..store import cards
 from ..store.db import open_store
 from . import Context, fail, main, pass_ctx, user_errors

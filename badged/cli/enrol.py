@@ -12,9 +12,9 @@ from ..cards.profile import ProfileReader
 from ..cards.reading import read_one
 from ..config.model import ReaderRole
 from ..daemon.control import ControlClient, DaemonUnreachable, RequestError, socket_path
-from ..enrolment import EnrolmentError, Policy, enrol
-from ..enrolment_batch import enrol_file
-from ..lifecycle import actor
+from ..enrolment.batch import enrol_file
+from ..enrolment.desk import EnrolmentError, Policy, enrol
+from ..enrolment.lifecycle import actor
 from ..store import people
 from ..store.db import open_store
 from . import (

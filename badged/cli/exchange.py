@@ -14,7 +14,7 @@ from ..config.model import ExchangeKind
 from ..crous import exchanges
 from ..crous.deadlines import show_day
 from ..crous.mail import DeliveryError, OutboxError, list_batches, resends
-from ..lifecycle import actor
+from ..enrolment.lifecycle import actor
 from ..store.db import open_store
 from . import EXIT_PARTIAL, Context, fail, in_daemon_or_here, main, pass_ctx, user_errors
 

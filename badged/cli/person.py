@@ -79,7 +79,7 @@ def person_purge(ctx: Context, dry_run: bool, as_json: bool) -> None:
     """
     from .. import clock
     from ..crous.exchanges import archive_dir
-    from ..retention import purge
+    from ..enrolment.retention import purge
 
     site = ctx.host.load_site()
     conn = open_store(ctx.host.state_dir)

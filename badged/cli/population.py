@@ -9,8 +9,8 @@ import click
 
 from .. import clock
 from ..crous.population import PopulationError, find_source, import_population
+from ..crous.textfile import TextFileError
 from ..store.db import open_store
-from ..textfile import TextFileError
 from . import (
     Context,
     fail,

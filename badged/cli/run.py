@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .. import logs
+from ..daemon import logs
 from . import Context, fail, main, pass_ctx, user_errors
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import click
 
 from .. import clock
-from ..lifecycle import actor
+from ..enrolment.lifecycle import actor
 from ..store import stock
 from ..store.db import open_store
 from . import Context, main, pass_ctx, user_errors

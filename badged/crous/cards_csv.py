@@ -29,9 +29,9 @@ from pathlib import Path
 
 from ..store import crous_cards
 from ..store.crous_cards import CSN_AT, NUM_AT, Conflict, StagedRow
-from ..textfile import TextFileError as CardsFileError
-from ..textfile import decode
 from .imports import Problem, Rejection, RowsOutcome, rejection
+from .textfile import TextFileError as CardsFileError
+from .textfile import decode
 
 HEADER = ("PIX.SS", "PIX.NN", "AAPL", "NUM_PROTOCOLAIRE", "NUM_APPLICATIF", "NFO", "CNOUS",
           "CROUS", "EMETTEUR", "MAPPING", "NUM_CARTE", "DATE_CREATION")

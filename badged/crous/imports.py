@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..textfile import TextFileError
+from .textfile import TextFileError
 
 SHOWN = 20  # rejected rows listed on stderr; the counts by reason cover them all
 

@@ -45,9 +45,9 @@ from typing import Any
 from .. import clock
 from ..config.model import PersonField, PopulationSource, Tariffs
 from ..store import people
-from ..textfile import TextFileError
 from .imports import SHOWN, Problem, Rejection, RowsOutcome, rejection
 from .tariffs import default_rate_staff, default_rate_warning
+from .textfile import TextFileError
 
 PROGRESS_EVERY = 10_000
 

@@ -34,7 +34,7 @@ from ..config.tree import Site
 from ..crous.archives import archive_folder, clean_leftovers
 from ..crous.deadlines import academic_year_start, deadline
 from ..crous.tariffs import default_rate_staff
-from ..enrolment import EnrolmentError, Policy, enrol
+from ..enrolment.desk import EnrolmentError, Policy, enrol
 from ..store import access as access_store
 from ..store import cards, crous_api, leases, outbox, people, stock
 from ..store import retention as retention_store
@@ -437,7 +437,7 @@ class Daemon:
     def _people_purge(self) -> dict[str, Any]:
         """Job `people-purge`: erase the people who left more than retention_days ago."""
         from ..crous import exchanges
-        from ..retention import purge
+        from ..enrolment.retention import purge
 
         done = purge(self.job_conn, self.site, exchanges.archive_dir(self.host),
                      clock.now(), actor="badged", what=DAEMON)

@@ -1,4 +1,4 @@
-"""Erase a person's records from the store (GDPR retention, badged.retention).
+"""Erase a person's records from the store (GDPR retention, badged.enrolment.retention).
 
 Every personal field goes: the `people` row (name, birth date, e-mail, INE, id), the
 CROUS's per-person state (`crous_api_holders`, their `crous_api_errors`), and the person's

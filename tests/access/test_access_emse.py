@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from badged.access import export as access
 from badged.cli import main
-from badged.lifecycle import change_state
+from badged.enrolment.lifecycle import change_state
 from badged.store import access as store
 from badged.store.db import open_store
 

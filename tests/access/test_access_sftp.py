@@ -17,7 +17,7 @@ from sshkit import SshServer, keygen
 from badged.access import export as access
 from badged.access.destinations import DestinationError
 from badged.doctor import access as doctor_access
-from badged.lifecycle import change_state
+from badged.enrolment.lifecycle import change_state
 from badged.store import access as store
 from badged.store.db import open_store
 

@@ -27,7 +27,6 @@ from badged.cards.desfire.errors import (
     UnknownStatus,
 )
 from badged.cards.pcsc import CardRemoved, PcscUnavailable, TransactionFailed
-from badged.cards.pcscd_sandbox import PcscdSandbox
 from badged.cards.profile import CardReadError, ProfileReader
 from badged.cards.reading import read_one
 from badged.cards.simulator import SimulatedDesfire
@@ -35,7 +34,8 @@ from badged.cards.vpcd import VpcdCard
 from badged.cli import main
 from badged.config.errors import SecretError
 from badged.config.tree import load_card_profile
-from badged.demo import DEMO_KEYS
+from badged.demo.pcscd_sandbox import PcscdSandbox
+from badged.demo.runner import DEMO_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 CARDS = REPO / "demo" / "cards"

@@ -142,7 +142,7 @@ def test_card_simulate_finds_the_demo_pcscd_port(pcsc, host_file: Path,
                                                  credentials: Path) -> None:
     """No --vpcd-port: the port the host's (demo) pcscd wrote in its state folder; the
     second demo card on the slot asked for, read with the demo profile."""
-    from badged.cards.pcscd_sandbox import PORT_FILE
+    from badged.demo.pcscd_sandbox import PORT_FILE
 
     assert (pcsc.dir / PORT_FILE).read_text() == f"{pcsc.port}\n"
     state = load_host_state(host_file)

@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from badged.cli import main
-from badged.enrolment import Policy, enrol
+from badged.enrolment.desk import Policy, enrol
 from badged.store import cards, people
 from badged.store.db import open_store
 

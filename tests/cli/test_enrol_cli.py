@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from badged.cards.simulator import SimulatedDesfire
 from badged.cli import main
-from badged.demo import write_credentials
+from badged.demo.runner import write_credentials
 from badged.store import cards
 from badged.store.db import open_store
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from badged.cards.pcscd_sandbox import PcscdSandbox
 from badged.cli import main
+from badged.demo.pcscd_sandbox import PcscdSandbox
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
 from daemonkit import (

@@ -94,7 +94,7 @@ class ApiSchool:
         cards.link(self.conn, csn, pid, number)
 
     def set_state(self, csn: str, state: str) -> None:
-        from badged.lifecycle import change_state
+        from badged.enrolment.lifecycle import change_state
         change_state(self.conn, csn, state, who="test")
 
     def leave(self, pid: str, days_ago: int = 40) -> None:

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from badged.config.model import PopulationSource
 from badged.crous.cards_csv import CardsFileError, import_cards
 from badged.crous.population import PopulationError, import_population
+from badged.crous.textfile import TextFileError
 from badged.store.db import open_store
-from badged.textfile import TextFileError
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from daemonkit import DaemonProcess, Notifications, Site, make_site
 
-from badged.cards.pcscd_sandbox import PcscdSandbox
+from badged.demo.pcscd_sandbox import PcscdSandbox
 
 StartDaemon = Callable[..., DaemonProcess]
 

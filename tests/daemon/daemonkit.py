@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from badged.daemon.control import ControlClient, socket_path
-from badged.demo import write_credentials
+from badged.demo.runner import write_credentials
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config"

@@ -17,12 +17,12 @@ import pytest
 from conftest import StartDaemon
 from daemonkit import CARD, ENROLMENT, LOOKUP, Site, samples, wait_until
 
-from badged.cards.pcscd_sandbox import PcscdSandbox
 from badged.cards.simulator import SimulatedDesfire
 from badged.cards.vpcd import VpcdCard
 from badged.config.host import load_host
 from badged.config.schedules import parse_schedule
 from badged.daemon.runtime import Daemon
+from badged.demo.pcscd_sandbox import PcscdSandbox
 from badged.store import jobs as job_store
 
 

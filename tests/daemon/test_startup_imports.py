@@ -22,8 +22,8 @@ from badged.cli import _COMMANDS, main
 NOT_AT_START = (
     "badged.crous.exchanges", "badged.crous.mail", "badged.crous.population",
     "badged.crous.cards_csv", "badged.crous.changes", "badged.crous.layouts",
-    "badged.cards.simulator", "badged.cards.vpcd", "badged.cards.pcscd_sandbox",
-    "badged.demo", "badged.enrolment_batch", "badged.config.schema", "badged.config.show",
+    "badged.cards.simulator", "badged.cards.vpcd", "badged.demo.pcscd_sandbox",
+    "badged.demo", "badged.enrolment.batch", "badged.config.schema", "badged.config.show",
     "badged.cli.exchange", "badged.cli.population", "badged.cli.crous", "badged.cli.card",
     "badged.doctor", "badged.cli.doctor", "badged.access", "badged.cli.access",
     "badged.crous.api", "badged.crous.sync", "badged.crous.tariff_rules", "badged.testing",

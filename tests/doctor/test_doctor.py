@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from badged.cards.pcscd_sandbox import PcscdSandbox
-from badged.demo import DEMO_API_CLIENT, DEMO_KEYS
+from badged.demo.pcscd_sandbox import PcscdSandbox
+from badged.demo.runner import DEMO_API_CLIENT, DEMO_KEYS
 from badged.testing.crous_peer import CrousPeer
 
 TESTS = Path(__file__).resolve().parents[1]

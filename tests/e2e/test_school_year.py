@@ -48,11 +48,11 @@ from yearkit import (
     wait_until,
 )
 
-from badged.cards.pcscd_sandbox import PcscdSandbox
 from badged.cards.simulator import SimulatedDesfire
 from badged.cards.vpcd import VpcdCard
 from badged.cli import main
 from badged.crous.deadlines import academic_year_start, deadline
+from badged.demo.pcscd_sandbox import PcscdSandbox
 from badged.store.db import open_store
 from badged.testing.crous_peer import CrousPeer
 

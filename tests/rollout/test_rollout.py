@@ -35,7 +35,7 @@ import pytest
 import yaml
 from machinekit import TIMINGS, Machine, boot_impossible, booted, build_image, image_dir
 
-from badged.demo import DEMO_KEYS
+from badged.demo.runner import DEMO_KEYS
 
 REASON = boot_impossible()
 pytestmark = [

@@ -1,5 +1,5 @@
 -- Schema 8: what a card costs (a card issued to someone who already had one is a
--- replacement), and the purge of people's records (badged.retention).
+-- replacement), and the purge of people's records (badged.enrolment.retention).
 
 ALTER TABLE stock_moves ADD COLUMN replacement INTEGER NOT NULL DEFAULT 0
     CHECK (replacement IN (0, 1));

@@ -20,18 +20,17 @@ import os
 import shutil
 import signal
 import socket
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .config.host import Host
-from .crous.cards_csv import import_cards
-from .crous.population import import_population
-from .store import cards, people
-from .store.db import open_store
-from .testing.crous_peer import DEMO_TARIFFS, CrousPeer
+from ..config.host import Host
+from ..crous.cards_csv import import_cards
+from ..crous.population import import_population
+from ..store import cards, people
+from ..store.db import open_store
+from ..testing.crous_peer import DEMO_TARIFFS, CrousPeer
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 HOST_FILE = REPO / "demo" / "badged.yaml"
 STATE = REPO / "state" / "demo"
 CARD = REPO / "demo" / "cards" / "crous-card.yaml"
@@ -141,12 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(prepare(state, args.metrics_listen))
     host_file = Path(os.environ["BADGED_HOST_CONFIG"])
     # The private pcscd must be up (PCSCLITE_CSOCK_NAME set) before any PC/SC call.
-    from .cards.pcscd_sandbox import PcscdSandbox
-    from .cards.simulator import SimulatedDesfire
-    from .cards.vpcd import VpcdCard
-    from .config.host import load_host
-    from .daemon.runtime import HANDLED_SIGNALS, run
-    from .logs import setup
+    from ..cards.simulator import SimulatedDesfire
+    from ..cards.vpcd import VpcdCard
+    from ..config.host import load_host
+    from ..daemon.logs import setup
+    from ..daemon.runtime import HANDLED_SIGNALS, run
+    from .pcscd_sandbox import PcscdSandbox
 
     host = load_host(host_file)
     setup(host.config.log_level)
@@ -185,6 +184,3 @@ def main(argv: list[str] | None = None) -> int:
             card.remove()
             peer.close()
 
-
-if __name__ == "__main__":
-    sys.exit(main())

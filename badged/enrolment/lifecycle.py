@@ -10,8 +10,8 @@ import getpass
 import os
 import sqlite3
 
-from .crous.cancel import cancel_reason
-from .store import cards
+from ..crous.cancel import cancel_reason
+from ..store import cards
 
 STATES = cards.STATES
 TRANSITIONS: dict[str, frozenset[str]] = {

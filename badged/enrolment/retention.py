@@ -23,15 +23,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from .config.tree import Site
-from .crous.changes import left_on
-from .crous.deadlines import PARIS
-from .crous.mail import LEASE as OUTBOX_LEASE
-from .crous.mail import outbox_lease
+from ..config.tree import Site
+from ..crous.changes import left_on
+from ..crous.deadlines import PARIS
+from ..crous.mail import LEASE as OUTBOX_LEASE
+from ..crous.mail import outbox_lease
+from ..store import leases
+from ..store import retention as store
+from ..store.db import utcnow
 from .lifecycle import actor as default_actor
-from .store import leases
-from .store import retention as store
-from .store.db import utcnow
 
 log = logging.getLogger(__name__)
 

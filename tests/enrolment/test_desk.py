@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from badged.enrolment import EnrolmentError, Policy, enrol
+from badged.enrolment.desk import EnrolmentError, Policy, enrol
 from badged.store import cards, people, stock
 from badged.store.db import open_store
 

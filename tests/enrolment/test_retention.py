@@ -18,11 +18,11 @@ from badged.cli import main
 from badged.config.host import load_host
 from badged.config.model import ExchangeKind
 from badged.crous import exchanges
-from badged.enrolment import Policy, enrol
+from badged.enrolment.desk import Policy, enrol
 from badged.store import access, cards, crous_api, events, jobs, people
 from badged.store.db import open_store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 POLICY = Policy(True, "disable_older", Decimal("0.30"), Decimal("3.00"))
 
 LEAVER = people.Person(id="zq-4711", last_name="Quatremare", first_name="Zéphyrine",

@@ -9,7 +9,7 @@ a process's first PC/SC call: one sandbox per process, started before any PC/SC 
 One vpcd entry gives two readers: "<name> 00 00" (cards connect to `port`) and
 "<name> 00 01" (`port + 1`).
 
-    python -m badged.cards.pcscd_sandbox [--port 35963]   # runs one until Ctrl-C
+    python -m badged.demo.pcscd_sandbox [--port 35963]   # runs one until Ctrl-C
 """
 
 from __future__ import annotations

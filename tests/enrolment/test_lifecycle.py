@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from badged.lifecycle import TRANSITIONS, LifecycleError, change_state
+from badged.enrolment.lifecycle import TRANSITIONS, LifecycleError, change_state
 from badged.store import cards, people
 from badged.store.db import open_store
 

@@ -10,7 +10,7 @@ from badged.cli import main
 from badged.store import cards, people
 from badged.store.db import open_store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MIXED = REPO / "tests/fixtures/enrol-csv/mixed.csv"
 
 

@@ -11,9 +11,9 @@ import sqlite3
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from .config.model import Comue, Enrolment
+from ..config.model import Comue, Enrolment
+from ..store import cards, people, stock
 from .lifecycle import actor
-from .store import cards, people, stock
 
 
 class EnrolmentError(Exception):

@@ -13,10 +13,10 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .crous.imports import Problem, Rejection, RowsOutcome, rejection
-from .enrolment import EnrolmentError, Policy, enrol_in_transaction
+from ..crous.imports import Problem, Rejection, RowsOutcome, rejection
+from ..crous.textfile import read_lines
+from .desk import EnrolmentError, Policy, enrol_in_transaction
 from .lifecycle import actor
-from .textfile import read_lines
 
 _CSN = re.compile(r"(?:[0-9A-Fa-f]{2}){4,10}")
 _HEADER = ("person_id", "csn")
