@@ -34,7 +34,7 @@ def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:
 
 def crous_number_for(conn: sqlite3.Connection, csn: str) -> int | None:
     """The CROUS card number the imported CROUS CSV gives for this CSN, if any."""
-    row = conn.execute("SELECT num_carte FROM crous_cards WHERE csn = ?",
+    row = conn.execute("SELECT num_carte FROM crous_card_links WHERE csn = ?",
                        (csn.upper(),)).fetchone()
     return int(row[0]) if row else None
 
@@ -61,7 +61,7 @@ def for_person(conn: sqlite3.Connection, person_id: str) -> list[Card]:
 
 def holder_of_crous_number(conn: sqlite3.Connection, crous_number: int) -> str | None:
     """The CSN the CROUS CSV links to this CROUS card number, if any."""
-    row = conn.execute("SELECT csn FROM crous_cards WHERE num_carte = ?",
+    row = conn.execute("SELECT csn FROM crous_card_links WHERE num_carte = ?",
                        (crous_number,)).fetchone()
     return row[0] if row else None
 

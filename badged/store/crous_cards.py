@@ -6,6 +6,11 @@ unchanged, updated details, or a conflict), and the new rows go straight into th
 with one `executemany`. No staging table: on a fresh store the import costs the parse plus
 what a bare `.import` costs.
 
+Stored as (migration 0009): `crous_card_links`, keyed by the CSN (WITHOUT ROWID), each
+row pointing at its import in `crous_card_imports` (when, which file: once per import,
+not once per row); the view `crous_cards` joins them back into the columns of a
+`CrousCard`.
+
 The service decides (strict or partial); nothing is committed unless `Import.commit` is
 called.
 """
@@ -16,8 +21,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import repeat
-from operator import add, itemgetter
+from operator import itemgetter
 
 from .db import bulk_write, utcnow
 
@@ -31,10 +35,15 @@ FIELDS = ("pix_ss", "pix_nn", "appl", "csn", "rid", "nfo", "cnous", "crous",
 StagedRow = tuple[int, str, str, str, str, str, str, str, str, int, int, int, str]
 
 _DETAILS = tuple(f for f in FIELDS if f not in ("csn", "num_carte"))
-_INSERT = (f"INSERT INTO crous_cards ({', '.join(FIELDS)}, imported_at, source_file) "
-           f"VALUES ({', '.join('?' * (len(FIELDS) + 2))})")
-_UPDATE = (f"UPDATE crous_cards SET {', '.join(f'{f} = ?' for f in _DETAILS)}, "
-           "imported_at = ?, source_file = ? WHERE csn = ?")
+# The import id is the same for every row of an import: written into the statement (an
+# integer), it is not bound again for each of them.
+_INSERT = (f"INSERT INTO crous_card_links ({', '.join(FIELDS)}, import_id) "
+           f"VALUES ({', '.join('?' * len(FIELDS))}, {{import_id:d}})")
+# The NUM_CARTE index, as migration 0009 creates it (see `Import.insert`).
+_NUM_INDEX = "crous_card_links_num_carte"
+_CREATE_NUM_INDEX = f"CREATE UNIQUE INDEX {_NUM_INDEX} ON crous_card_links (num_carte)"
+_UPDATE = (f"UPDATE crous_card_links SET {', '.join(f'{f} = ?' for f in _DETAILS)}, "
+           "import_id = {import_id:d} WHERE csn = ?")
 CSN_AT, NUM_AT = 4, 11  # positions of csn and num_carte in a StagedRow
 _CSN, _NUM = CSN_AT, NUM_AT
 _DETAIL_POSITIONS = tuple(1 + FIELDS.index(f) for f in _DETAILS)
@@ -86,7 +95,8 @@ class Links:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.by_csn: dict[str, tuple[int, tuple[object, ...]]] = {}
         self.by_num: dict[int, str] = {}
-        rows = conn.execute(f"SELECT csn, num_carte, {', '.join(_DETAILS)} FROM crous_cards")
+        rows = conn.execute(f"SELECT csn, num_carte, {', '.join(_DETAILS)} "
+                            "FROM crous_card_links")
         for csn, num, *details in rows:
             self.by_csn[csn] = (num, tuple(details))
             self.by_num[num] = csn
@@ -122,24 +132,49 @@ class Import:
     def __init__(self, conn: sqlite3.Connection, source_file: str) -> None:
         self._conn = conn
         self._stamp = (utcnow(), source_file)
+        self._import_id: int | None = None
         self.links = Links(conn)
         self.committed = False
 
+    def import_id(self) -> int:
+        """This import's row in crous_card_imports, written with the first link it writes."""
+        if self._import_id is None:
+            self._conn.execute("INSERT OR IGNORE INTO crous_card_imports (imported_at, "
+                               "source_file) VALUES (?, ?)", self._stamp)
+            self._import_id = int(self._conn.execute(
+                "SELECT id FROM crous_card_imports WHERE imported_at = ? AND source_file = ?",
+                self._stamp).fetchone()[0])
+        return self._import_id
+
     def insert(self, rows: Iterable[StagedRow]) -> int:
-        """Write new links, in CSN order: the CSN index then grows at its end instead of at
-        random places (the rowid order, the table's own, means nothing)."""
+        """Write new links, in CSN order: the table (keyed by the CSN) then grows at its end
+        instead of at random places."""
         rows = sorted(rows, key=itemgetter(_CSN))
+        if not rows:
+            return 0
+        statement = _INSERT.format(import_id=self.import_id())
+        # Into the empty table (a first import), the NUM_CARTE index is built once at the
+        # end, sorted, rather than grown row by row at random places; inside the
+        # transaction: a failure rolls the index back with the rows.
+        rebuild = self.links.empty
+        if rebuild:
+            self._conn.execute(f"DROP INDEX {_NUM_INDEX}")
         before = self._conn.total_changes
-        # row[1:] + stamp, in C: no Python frame per row.
-        self._conn.executemany(_INSERT, map(add, map(itemgetter(slice(1, None)), rows),
-                                            repeat(self._stamp)))
-        return self._conn.total_changes - before
+        # row[1:], in C: no Python frame per row.
+        self._conn.executemany(statement, map(itemgetter(slice(1, None)), rows))
+        inserted = self._conn.total_changes - before
+        if rebuild:
+            self._conn.execute(_CREATE_NUM_INDEX)
+        return inserted
 
     def update(self, rows: Iterable[StagedRow]) -> int:
         """Refresh the details of known links (a corrected date…); the link never changes."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        statement = _UPDATE.format(import_id=self.import_id())
         before = self._conn.total_changes
-        self._conn.executemany(_UPDATE, (details(row) + self._stamp + (row[_CSN],)
-                                         for row in rows))
+        self._conn.executemany(statement, ((*details(row), row[_CSN]) for row in rows))
         return self._conn.total_changes - before
 
     def commit(self) -> None:
