@@ -10,10 +10,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import ClassVar
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
 
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+
+from .. import clock
+from ..crous.deadlines import academic_year_start, deadline
+from ..crous.tariffs import default_rate_staff
+from ..store import cards, crous_api, stock
+from ..store import retention as retention_store
+
+if TYPE_CHECKING:
+    from ..config.tree import Site
+    from ..store.db import SharedStore
+    from .metrics import Metrics
 
 
 class StoreTotals(Collector):
@@ -48,3 +60,47 @@ class StoreTotals(Collector):
             values = dict(self._values)
         for name, text in self.HELP.items():
             yield CounterMetricFamily(name.removesuffix("_total"), text, value=values[name])
+
+
+def refresh(metrics: Metrics, store: SharedStore, site: Site) -> None:
+    """Every gauge (and store total) read from the store, for `site`'s school."""
+    school, crous = site.school, site.crous
+    with store.use() as conn:
+        metrics.set_cards(cards.count_by_state(conn))
+        pending = conn.execute(
+            "SELECT count(*) FROM batches WHERE state = 'pending'").fetchone()[0]
+        sent = dict(conn.execute(
+            "SELECT kind, max(sent_at) FROM batches WHERE state = 'sent' GROUP BY kind"))
+    metrics.set_outbox_pending(pending)
+    refresh_crous(metrics, store, site)
+    with store.use() as conn:
+        metrics.set_card_stock(stock.level(conn), school.card_stock.low_threshold)
+        metrics.set_people_purged(retention_store.purged_total(conn))
+        totals = stock.totals(conn)
+        metrics.set_card_costs(
+            received=totals.received, issued=totals.issued, lost=totals.lost,
+            replaced=totals.replaced, spend_eur=totals.spend_eur,
+            savings_eur=totals.known_savings_eur)
+        metrics.set_tariff_default_people(len(default_rate_staff(conn, site.tariffs)))
+    now = clock.now()
+    metrics.set_academic_year_start(
+        academic_year_start(now, school.academic_year_start).timestamp())
+    for ex in school.exchanges:
+        kind = ex.kind.value
+        last = sent.get(kind)
+        metrics.set_exchange_last_sent(
+            kind, datetime.fromisoformat(last).timestamp() if last else None)
+        if ex.kind in crous.deadlines:
+            metrics.set_exchange_deadline(kind, deadline(
+                now, crous.deadlines[ex.kind], school.academic_year_start).timestamp())
+
+
+def refresh_crous(metrics: Metrics, store: SharedStore, site: Site) -> None:
+    """The API CROUS gauges, for a school that uses the API (after each sync too)."""
+    if not any(ex.transport == "api" for ex in site.school.exchanges):
+        return
+    with store.use() as conn:
+        last_run, last_success = crous_api.last_runs(conn)
+        metrics.set_crous_state(in_error=crous_api.error_counts(conn),
+                                pending=crous_api.pending_changes(conn),
+                                last_run=last_run, last_success=last_success)
