@@ -19,6 +19,7 @@ GONE = scard.SCARD_STATE_UNKNOWN | scard.SCARD_STATE_UNAVAILABLE
 
 
 def establish() -> int:
+    """A new PC/SC context of our own; PcscUnavailable when pcscd does not answer."""
     rv, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
     check(rv, None, "cannot reach pcscd")
     return ctx
@@ -29,6 +30,7 @@ def release(ctx: int) -> None:
 
 
 def list_names(ctx: int) -> list[str]:
+    """The readers pcscd knows on `ctx` (empty when none is plugged)."""
     rv, names = scard.SCardListReaders(ctx, [])
     if rv in (scard.SCARD_E_NO_READERS_AVAILABLE, scard.SCARD_E_READER_UNAVAILABLE):
         return []
@@ -37,6 +39,7 @@ def list_names(ctx: int) -> list[str]:
 
 
 def ms(seconds: float | None) -> int:
+    """Seconds as pcsc-lite's timeout in milliseconds (None: wait without end)."""
     if seconds is None:
         return INFINITE_MS
     return max(0, min(INFINITE_MS, int(seconds * 1000)))

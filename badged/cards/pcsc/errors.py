@@ -102,6 +102,7 @@ def error_for(code: int, reader: str | None, doing: str) -> PcscError:
 
 
 def check(rv: int, reader: str | None, doing: str) -> None:
+    """Raise the typed error of a PC/SC return code other than success."""
     if rv != scard.SCARD_S_SUCCESS:
         raise error_for(rv, reader, doing)
 
