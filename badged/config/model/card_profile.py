@@ -24,7 +24,7 @@ from pydantic import (
     Tag,
 )
 
-from .schedules import parse_schedule
+from ..schedules import parse_schedule
 
 
 class Model(BaseModel):

@@ -1,0 +1,3 @@
+"""The typed config model (being split into one module per kind of file)."""
+
+from .card_profile import *  # noqa: F403
