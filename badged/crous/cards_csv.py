@@ -5,18 +5,13 @@ The CROUS sends pre-encoded cards as a `;`-separated file linking each chip seri
 overwrite a known link silently, must be safe to run twice, and must keep up with SQLite's
 own `.import` on a 100 000-row batch (bench/import_cards.py).
 
-Hence three parsing paths that give the same rows:
-- the clean-file path (`_clean_file_rows`), for a file whose every line is clean (the
-  usual case): a chunk of lines is checked and split a column at a time, each check one C
-  call over the whole column (`bytes.translate`, `map`), no Python code per line;
-- otherwise, line by line: the fast path, one compiled regular expression (`_FAST_LINE`)
-  checks and splits a clean line in C; the few distinct EMETTEUR and DATE_CREATION values
-  go through small caches;
-- and the slow path (`_checked_fields`): anything else (spaces around fields, quotes, blank
-  or bad lines) is split, stripped and checked field by field, to say exactly what is wrong.
-They are built from the same field patterns; only the slow path strips whitespace, and the
-fast path leaves the evenness of hex byte strings to one length check. The fuzz tests hold
-the clean-file path to the rows of the line-by-line one.
+Hence two parsing paths that accept exactly the same lines:
+- the fast path: one compiled regular expression (`_FAST_LINE`) checks and splits a clean
+  line in C; the few distinct EMETTEUR and DATE_CREATION values go through small caches;
+- the slow path (`_checked_fields`): anything else (spaces around fields, quotes, blank or
+  bad lines) is split, stripped and checked field by field, to say exactly what is wrong.
+Both are built from the same field patterns; only the slow path strips whitespace, and the
+fast path leaves the evenness of hex byte strings to one length check.
 """
 
 from __future__ import annotations
@@ -252,99 +247,6 @@ def _conflict_rejection(conflict: Conflict) -> Rejection:
     return rejection(conflict.line, *problems)
 
 
-# The clean-file path, a column at a time (see `_clean_file_rows`).
-_CHUNK = PROGRESS_EVERY  # lines per chunk: bounded memory, progress told as the rows come
-# The bytes of the fast path's opaque fields: printable ASCII but space, '"' and ';'.
-_FIELD_BYTES = bytes(b for b in range(0x21, 0x7F) if b not in b'";')
-_HEX_DIGITS = b"0123456789ABCDEFabcdef"
-_DIGITS = b"0123456789"
-_HEX_BYTES_AT = tuple(i for i, column in enumerate(HEADER) if _KINDS.get(column) == _HEX_BYTES)
-_DECIMAL_AT = tuple(i for i, column in enumerate(HEADER) if _KINDS.get(column) == _DECIMAL)
-_EMETTEUR_OK = re.compile(_HEX_NUMBER).fullmatch
-_DATE_OK = re.compile(_DATE).fullmatch
-
-
-def _clean_file_rows(lines: list[str], inverse_csn: bool,
-                     progress: Callable[[int], None] | None) -> list[StagedRow] | None:
-    """The rows of a file whose every data line is clean, or None (then it goes line by line).
-
-    Clean: what the fast path accepts, with even hex byte strings and a date that exists, and
-    no blank line but at the end. Such a file gives exactly the rows of the line-by-line
-    path, but each check and conversion runs in C over a column of a chunk of lines (a
-    `bytes.translate`, a `map`) instead of in a Python loop over the lines.
-    """
-    end = len(lines)
-    while end > 1 and not lines[end - 1]:  # the line end of the last line
-        end -= 1
-    rows: list[StagedRow] = []
-    emetteurs: dict[str, int] = {}
-    dates: dict[str, str] = {}
-    for first in range(1, end, _CHUNK):
-        chunk = lines[first:min(first + _CHUNK, end)]
-        columns = _clean_columns(chunk)
-        if columns is None:
-            return None
-        (pix_ss, pix_nn, appl, csn, rid, nfo, cnous, crous, emetteur, mapping, num_carte,
-         date) = columns
-        for value in set(emetteur).difference(emetteurs):
-            if not _EMETTEUR_OK(value):
-                return None
-            emetteurs[value] = _hex_number(value)
-        for value in set(date).difference(dates):
-            if not _DATE_OK(value):
-                return None
-            try:
-                dates[value] = _iso_date(value)
-            except ValueError:  # a date that does not exist: a rejection, line by line
-                return None
-        csns, rids = map(str.upper, csn), map(str.upper, rid)
-        if inverse_csn:
-            csns, rids = map(_reversed_bytes, csns), map(_reversed_bytes, rids)
-        rows += zip(range(first + 1, first + 1 + len(chunk)), pix_ss, pix_nn, appl, csns,
-                    rids, nfo, cnous, crous, map(emetteurs.__getitem__, emetteur),
-                    map(int, mapping), map(int, num_carte), map(dates.__getitem__, date),
-                    strict=True)
-        if progress is not None and not len(rows) % PROGRESS_EVERY:
-            progress(len(rows))
-    return rows
-
-
-def _clean_columns(chunk: list[str]) -> list[list[str]] | None:
-    """The 12 columns of these lines, or None if a line is not clean as far as they tell.
-
-    Left to the caller: EMETTEUR and DATE_CREATION, checked once per distinct value.
-    """
-    text = "\n".join(chunk)
-    try:
-        data = text.encode("ascii")
-    except UnicodeEncodeError:
-        return None
-    carriage_returns = data.count(b"\r")
-    if carriage_returns and carriage_returns != data.count(b"\r\n") + data.endswith(b"\r"):
-        return None  # a CR inside a line (CRs at line ends are dropped below)
-    # Without the field bytes, a clean chunk is its separators: 11 ';' on each line.
-    separators = data.translate(None, _FIELD_BYTES)
-    if carriage_returns:
-        separators = separators.replace(b"\r", b"")
-    if separators != b"\n".join([b";" * (len(HEADER) - 1)] * len(chunk)):
-        return None
-    if carriage_returns:
-        text = text.replace("\r", "")
-    fields = text.replace("\n", ";").split(";")
-    columns = [fields[i::len(HEADER)] for i in range(len(HEADER))]
-    del fields
-    for i in _HEX_BYTES_AT:  # NUM_PROTOCOLAIRE, NUM_APPLICATIF: whole bytes of hex digits
-        if "".join(columns[i]).encode().translate(None, _HEX_DIGITS) or any(
-                not size or size & 1 for size in set(map(len, columns[i]))):
-            return None
-    for i in _DECIMAL_AT:  # MAPPING, NUM_CARTE: 1 to 18 decimal digits
-        sizes = set(map(len, columns[i]))
-        if ("".join(columns[i]).encode().translate(None, _DIGITS) or min(sizes) < 1
-                or max(sizes) > 18):
-            return None
-    return columns
-
-
 class _Rows:
     """The store-ready rows of a file's data lines; the bad ones land in `rejections`.
 
@@ -361,21 +263,7 @@ class _Rows:
         self.rejections: list[Rejection] = []
 
     def __iter__(self) -> Iterator[StagedRow]:
-        rows = _clean_file_rows(self._lines, self._inverse_csn, self._progress)
-        if rows is None:
-            rows = self._each_line()
-        else:
-            self.read = len(rows)
-        # In-file duplicates: two set sizes tell whether there are any (the usual answer is
-        # no); only then is the file walked again, in line order.
-        if (len(set(map(itemgetter(CSN_AT), rows))) != len(rows)
-                or len(set(map(itemgetter(NUM_AT), rows))) != len(rows)):
-            rows = self._without_duplicates(rows)
-        return iter(rows)
-
-    def _each_line(self) -> list[StagedRow]:
-        """Line by line: the path of a file with any line that is not clean."""
-        # Locals only; a clean line costs one regex match and a few C calls.
+        # The hot path: locals only; a clean line costs one regex match and a few C calls.
         fast = _FAST_LINE.fullmatch
         hex_number, iso_date = _hex_number, _iso_date
         inverse_csn, progress = self._inverse_csn, self._progress
@@ -413,7 +301,12 @@ class _Rows:
             good((number, pix_ss, pix_nn, appl, csn, rid, nfo, cnous, crous,
                   hex_number(emetteur), int(mapping), num, date))
         self.read = read
-        return rows
+        # In-file duplicates: two set sizes tell whether there are any (the usual answer is
+        # no); only then is the file walked again, in line order.
+        if (len(set(map(itemgetter(CSN_AT), rows))) != len(rows)
+                or len(set(map(itemgetter(NUM_AT), rows))) != len(rows)):
+            rows = self._without_duplicates(rows)
+        return iter(rows)
 
     def _without_duplicates(self, rows: list[StagedRow]) -> list[StagedRow]:
         """A value seen twice rejects the later row, even if the earlier row was itself a

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from badged.config.model import PopulationSource
-from badged.crous.cards_csv import CardsFileError, _clean_file_rows, _Rows, import_cards
+from badged.crous.cards_csv import CardsFileError, import_cards
 from badged.crous.population import PopulationError, import_population
 from badged.crous.textfile import TextFileError
 from badged.store.db import open_store
@@ -113,73 +113,6 @@ def test_fuzzed_card_csv(store: sqlite3.Connection, workdir: Path,
         assert len(after) == len(before) + report.imported - report.updated
     for line in report.diagnostics():
         line.encode("utf-8")
-
-
-
-# The two parsing paths of the card CSV: a file clean enough for the column-at-a-time path
-# must give the very rows (and count) the line-by-line path gives. Mostly clean lines, each
-# field sometimes spoiled in one of the ways that path must notice.
-clean_value = {
-    "csn": st.sampled_from(["04A1B2C3D4E5F6", "04a1b2c3d4e5f6", "0471928A083C80", "04"]),
-    "opaque": st.sampled_from(["03", "0000", "D1", "0", "", "#!~", "a:b<c"]),
-    "emetteur": st.sampled_from(["41", "1A", "1a", "0"]),
-    "decimal": st.sampled_from(["1", "36000000", "000042", "9" * 18]),
-    "date": st.sampled_from(["01/09/2024", "29/02/2024", "31/12/2025"]),
-}
-SPOILED = ["", " ", '"', "\r", "\x1c", "é", "\x7f", "\t", "047", "04G1", "9" * 19, "F" * 16,
-           "31/02/2024", "1/9/2024", ";", "x\ry", " 41", "00/00/0000"]
-spoiled = st.sampled_from(SPOILED)
-KINDS = ("opaque", "opaque", "opaque", "csn", "csn", "opaque", "opaque", "opaque", "emetteur",
-         "decimal", "decimal", "date")
-
-
-@st.composite
-def clean_card_line(draw: st.DrawFn) -> str:
-    fields = [draw(clean_value[kind]) for kind in KINDS]
-    if draw(st.integers(0, 5)) == 0:
-        fields[draw(st.integers(0, len(fields) - 1))] = draw(spoiled)
-    return ";".join(fields) + draw(st.sampled_from(["", "", "\r"]))
-
-
-@given(st.lists(st.one_of(clean_card_line(), st.sampled_from(["", "\r", ";;"])),
-                max_size=8), st.sampled_from(["\n", "\r\n"]), st.booleans())
-def test_clean_file_path_gives_the_rows_of_the_line_path(lines: list[str], newline: str,
-                                                         inverse: bool) -> None:
-    text = newline.join([CARD_HEADER, *lines])
-    paths_agree(text.split("\n" if "\n" in text else "\r"), inverse)
-
-
-def paths_agree(lines: list[str], inverse: bool) -> bool:
-    """Whether the clean-file path gives the rows of the line path; False if it declined."""
-    fast = _clean_file_rows(lines, inverse, None)
-    rows = _Rows(lines, inverse_csn=inverse, progress=None)
-    slow = rows._each_line()
-    if fast is not None:
-        assert (fast, len(fast)) == (slow, rows.read) and not rows.rejections, lines
-    return fast is not None
-
-
-def test_each_spoiled_field_is_noticed_by_the_clean_file_path() -> None:
-    """Every field of a line, each spoiled value, both line ends: same rows or declined."""
-    good = "03;0000;D1;04A1B2C3D4E5F6;04A1B2C3D4E5F6;0;0;0691;41;1;36000000;01/09/2024"
-    for end in ("", "\r"):
-        assert paths_agree([CARD_HEADER, good + end, ""], inverse=False)
-        for at in range(12):
-            for value in SPOILED:
-                fields = good.split(";")
-                fields[at] = value
-                lines = [CARD_HEADER, good.replace("04A1", "04B1") + end, ";".join(fields) + end]
-                paths_agree([*lines, ""], inverse=at == 3)
-
-
-def test_a_clean_file_takes_the_column_path() -> None:
-    lines = [CARD_HEADER, "03;0000;D1;04a1b2;04A1B2;0;0;0691;1a;1;36000000;29/02/2024\r",
-             "03;0000;D1;04C3D4;04C3D4;0;0;0691;41;2;36000001;01/09/2024\r", ""]
-    assert _clean_file_rows(lines, False, None) == [
-        (2, "03", "0000", "D1", "04A1B2", "04A1B2", "0", "0", "0691", 26, 1, 36000000,
-         "2024-02-29"),
-        (3, "03", "0000", "D1", "04C3D4", "04C3D4", "0", "0", "0691", 65, 2, 36000001,
-         "2024-09-01")]
 
 
 # --- registry export -----------------------------------------------------------------------
