@@ -36,6 +36,7 @@ from pathlib import Path
 from .. import clock
 from ..config.model import PersonField, PopulationSource, Tariffs
 from ..store import people
+from ..store.db import paused_gc
 from .imports import SHOWN, Problem, Rejection, RowsOutcome, rejection
 from .registry_export import ExportRows, read_export
 from .tariffs import default_rate_staff, default_rate_warning
@@ -111,7 +112,7 @@ def import_population(conn: sqlite3.Connection, path: Path, source_name: str,
     lines, undecodable = read_export(path, source)
     rows = ExportRows(str(path), lines, undecodable, source, progress)
     category = source.category.value
-    with people.staged(conn, rows.columns, rows) as batch:
+    with paused_gc(), people.staged(conn, rows.columns, rows) as batch:
         batch.present(rows.present)
         rejections = list(rows.rejections)
         if not {"last_name", "first_name"} <= set(rows.columns):
