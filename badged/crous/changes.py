@@ -285,7 +285,7 @@ def _compute_all(conn: sqlite3.Connection, site: Site, kinds: list[ExchangeKind]
     decisions = _Decisions(ctx)
     # The loop's body is written out (no call per person but the fingerprint): this is
     # the change sets' whole cost, once per person.
-    uai, date_of, new_line = ctx.uai, ctx.date, tuple.__new__
+    uai, dates, date_of, new_line = ctx.uai, ctx.dates, ctx.date, tuple.__new__
     for p in store.people_for_lines(conn):
         decision = decisions[_KEY(p)]
         if decision is None or (result := results.get(decision.kind)) is None:
@@ -296,7 +296,7 @@ def _compute_all(conn: sqlite3.Connection, site: Site, kinds: list[ExchangeKind]
             continue
         birth = p[_BIRTH]
         row = (pid, pid, p[_INE], intern(p[_LAST]), intern(p[_FIRST]), p[_EMAIL],
-               date_of(birth) if birth else None, uai, company, rate, due,
+               (dates.get(birth) or date_of(birth)) if birth else None, uai, company, rate, due,
                intern(p[_CATEGORY]), p[_CROUS], p[_CSN])
         fingerprint = _fingerprint(row, year)
         previous = sent[kind].get(pid)
