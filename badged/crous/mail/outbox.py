@@ -39,18 +39,18 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .. import clock
-from ..config.errors import SecretError
-from ..config.model import Smtp
-from ..config.secrets import read_secret
-from ..store import events, leases
-from ..store import outbox as store
-from ..store.outbox import Batch, BatchInfo, FileInfo
-from .archives import clean_leftovers, temporary_name
+from ... import clock
+from ...config.errors import SecretError
+from ...config.model import Smtp
+from ...config.secrets import read_secret
+from ...store import events, leases
+from ...store import outbox as store
+from ...store.outbox import Batch, BatchInfo, FileInfo
+from ..archives import clean_leftovers, temporary_name
 
 if TYPE_CHECKING:
-    from ..config.host import Host
-    from ..config.model import School
+    from ...config.host import Host
+    from ...config.model import School
 
 __all__ = [
     "BACKOFF",
