@@ -33,14 +33,14 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
-from ..config.model import Category, ExchangeKind, LayoutField, StudentIdentifier
-from ..config.tree import Site
-from ..store import crous_api as told_store
-from ..store import exchanges as exchanges_store
-from ..store.crous_cards import CrousCard
-from ..store.crous_cards import get as csv_card
-from . import changes
-from .api import (
+from ...config.model import Category, ExchangeKind, LayoutField, StudentIdentifier
+from ...config.tree import Site
+from ...store import crous_api as told_store
+from ...store import exchanges as exchanges_store
+from ...store.crous_cards import CrousCard
+from ...store.crous_cards import get as csv_card
+from .. import changes
+from ..api import (
     AmbiguousWrite,
     Answer,
     AuthError,
@@ -51,8 +51,8 @@ from .api import (
     format_date,
     parse_date,
 )
-from .cancel import CANCEL_REASONS
-from .deadlines import PARIS
+from ..cancel import CANCEL_REASONS
+from ..deadlines import PARIS
 
 log = logging.getLogger(__name__)
 
