@@ -1,0 +1,5 @@
+import sys
+
+from .peer import main
+
+sys.exit(main())
