@@ -100,7 +100,7 @@ def test_outside_pointer_pattern_catches_the_known_forms(line: str) -> None:
 
 @pytest.mark.parametrize("line", [
     "Exit codes (docs/contracts.md, CLI): 0 ok",
-    "badged/config/model.py holds the card profiles",
+    "badged/config/model/card_profile.py holds the card profiles",
     "see docs/desfire.md#known-answer-vectors",
 ])
 def test_outside_pointer_pattern_lets_repository_references_through(line: str) -> None:

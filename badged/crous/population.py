@@ -1,6 +1,6 @@
 """Registry exports (students, staff) → people: read, check, upsert, mark who is leaving.
 
-Each school names its exports in `population:` (config/model.py `PopulationSource`): the
+Each school names its exports in `population:` (`PopulationSource`, config/model/): the
 person category they hold, which CSV header feeds which person field, encoding, separator,
 date format, whether the export is full (everyone of the source, every time).
 
