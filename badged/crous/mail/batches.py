@@ -15,6 +15,7 @@ from ...store import outbox as store
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class OutgoingFile:
     """A file to attach (a CROUS CSV): its bytes as they must arrive, and the MIME charset
@@ -99,4 +100,3 @@ def write_batch(conn: sqlite3.Connection, *, school_id: str, kind: str, transpor
     log.info("outbox: batch %d (%s) written, %d file(s), %d item(s)", batch_id, kind,
              len(stored), len(items))
     return batch_id
-

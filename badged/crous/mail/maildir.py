@@ -30,4 +30,3 @@ class MaildirSender:
             (self.path / "new" / key).chmod(0o600)
         except OSError as exc:
             raise TemporaryDeliveryError(f"maildir {self.path}: {exc}") from exc
-

@@ -47,4 +47,3 @@ def build_message(batch: Batch, *, date: datetime | None = None) -> EmailMessage
 def message_bytes(message: EmailMessage) -> bytes:
     """The message as archived and as written to a maildir (LF line endings)."""
     return message.as_bytes(policy=email_policy.default)
-

@@ -34,4 +34,3 @@ class PermanentDeliveryError(DeliveryError):
 class Sender(Protocol):
     def send(self, message: EmailMessage, *, mail_from: str, recipients: list[str]) -> None:
         """Deliver or raise DeliveryError; returning means the message was accepted."""
-

@@ -171,4 +171,3 @@ class SmtpSender:
         if isinstance(exc, UnicodeError):
             return PermanentDeliveryError(f"{where}: {exc}")
         return TemporaryDeliveryError(f"{where}: {type(exc).__name__}: {exc}")
-

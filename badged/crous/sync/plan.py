@@ -1,6 +1,6 @@
 """What the API CROUS sync has to tell, person by person (pure over the store: writes
 nothing): the holder each person should have and its fingerprint, the cards to add,
-revalidate, cancel or settle, and, for a dry run, the calls that would make."""
+revalidate, cancel or settle, and, for a dry run, the calls a run would make."""
 
 from __future__ import annotations
 
@@ -27,8 +27,6 @@ STUDENT_COMPARED = ("identifier", "ine", "rneOrgCode", "idCompanyRate")
 HOLDER_FIELDS = ("identifier", "firstName", "lastName", "email", "dueDate", "idCompanyRate",
                  "idRate", "simpleBirthDate", "ine", "rneOrgCode")
 
-
-# --- what is due --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Desired:
