@@ -47,7 +47,7 @@ def user_error_types() -> tuple[type[Exception], ...]:
     from ..crous.mail import DeliveryError
     from ..crous.textfile import TextFileError
     from ..daemon.control import ControlError, ControlSocketError
-    from ..daemon.metrics import MetricsBindError
+    from ..daemon.metrics_http import MetricsBindError
     from ..enrolment.lifecycle import LifecycleError
     from ..store.db import StoreError
 

@@ -319,17 +319,26 @@ def _mark(node: yaml.Node) -> Mark:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
+def build_document(node: yaml.Node, file: Path) -> tuple[Document, list[ConfigIssue]]:
+    """The plain data of a composed node tree (from `compose_yaml`) with its marks, and
+    the issues met: duplicate keys (the first one is kept) and invalid scalars (an
+    explicit `!!int abc`, kept as None). A reader that reports every problem at once
+    checks the data even so."""
+    doc = Document(file=file, data=None)
+    builder = _Builder(doc)
+    doc.data = builder.build(node, ())
+    return doc, builder.issues
+
+
 def parse_yaml(text: str, file: Path, limits: Limits = LIMITS) -> Document:
     """Parse one YAML document; raise ConfigError for syntax errors, breached limits,
     duplicate keys, empty files."""
     node = compose_yaml(text, file, limits)
     if node is None:
         raise ConfigError.single(file, "empty file")
-    doc = Document(file=file, data=None)
-    builder = _Builder(doc)
-    doc.data = builder.build(node, ())
-    if builder.issues:
-        raise ConfigError(builder.issues)
+    doc, issues = build_document(node, file)
+    if issues:
+        raise ConfigError(issues)
     return doc
 
 

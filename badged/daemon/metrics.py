@@ -5,6 +5,9 @@ tests and several instances never collide) and `_created` series are disabled. L
 only ever carry reader names, reasons, task names, exchange kinds, card states, API
 op/code and access export names: never a person, a card id or free text.
 
+This module defines every metric and the event that moves it; the counters the store
+keeps are in `store_metrics`, the HTTP endpoint in `metrics_http`.
+
     m = Metrics()
     server = m.serve(listen)      # MetricsBindError if the address is taken
     m.card_read("ACS ACR122U 00 00", 0.084)
@@ -15,25 +18,17 @@ op/code and access export names: never a person, a card id or free text.
 from __future__ import annotations
 
 import contextlib
-import errno
-import logging
 import re
-import socket
-import threading
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from socketserver import TCPServer, ThreadingMixIn
-from typing import ClassVar
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 import badged
 
-log = logging.getLogger(__name__)
+from .metrics_http import MetricsServer
+from .store_metrics import StoreTotals
 
 # Card reads take 10-500 ms (a UID read is ~10 ms, an enciphered DESFire file ~100-300 ms);
 # the tail catches slow readers and retries.
@@ -43,26 +38,7 @@ READ_DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7
 # Card states exported even when their count is 0 (an alert on `lost` needs the series).
 CARD_STATES = ("active", "lost", "stolen", "broken", "expired")
 
-_NO_IPV6 = {errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT}
-
 _REASON = re.compile(r"[a-z][a-z0-9_]{0,39}")
-
-
-class MetricsBindError(Exception):
-    """The metrics listen address cannot be bound (port taken, unknown host, …)."""
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`HOST:PORT`, `:PORT` (all interfaces) or `[V6]:PORT` → (host, port); host "" = all.
-
-    Port 0 (any free port) is accepted here for tests; the config model refuses it.
-    """
-    m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})", listen.strip())
-    if not m or int(m[2]) > 65535:
-        raise MetricsBindError(f"metrics listen address {listen!r} is not HOST:PORT "
-                               "(e.g. '127.0.0.1:8790', ':8790' or '[::1]:8790')")
-    host = m[1][1:-1] if m[1].startswith("[") else m[1]
-    return host, int(m[2])
 
 
 def reason_label(reason: str) -> str:
@@ -114,7 +90,7 @@ class Metrics:
             registry=r)
         # Counters kept by the store (the daemon, `badged stock receive` and `badged person
         # purge` all write there): exported from its totals, so a restart loses nothing.
-        self.store_totals = _StoreTotals()
+        self.store_totals = StoreTotals()
         r.register(self.store_totals)
 
         # scheduled tasks
@@ -401,40 +377,6 @@ class Metrics:
         return MetricsServer(self, listen)
 
 
-class _StoreTotals(Collector):
-    """Counters whose value is a total the store keeps: set, never incremented here.
-
-    They only grow (the store's rows they count are never deleted), so they are counters.
-    """
-
-    HELP: ClassVar[dict[str, str]] = {
-        "badged_cards_received_total": "Blank cards bought (received into stock).",
-        "badged_card_spend_euros_total": "Money spent on cards bought, in euros, at the "
-                                         "COMUE price of each delivery.",
-        "badged_card_savings_euros_total": "What the cards bought would have cost more at "
-                                           "the direct price, in euros.",
-        "badged_cards_issued_total": "Cards issued to a holder (out of stock).",
-        "badged_cards_lost_total": "Cards declared lost or stolen.",
-        "badged_cards_replaced_total": "Cards issued to a holder who already had one.",
-        "badged_people_purged_total": "People whose records were purged (retention_days).",
-    }
-
-    def __init__(self) -> None:
-        self._values = dict.fromkeys(self.HELP, 0.0)
-        self._lock = threading.Lock()
-
-    def set(self, **values: float) -> None:
-        with self._lock:
-            for name, value in values.items():
-                self._values[name] = float(value)
-
-    def collect(self) -> Iterable[CounterMetricFamily]:
-        with self._lock:
-            values = dict(self._values)
-        for name, text in self.HELP.items():
-            yield CounterMetricFamily(name.removesuffix("_total"), text, value=values[name])
-
-
 def _remove(metric: Gauge | Counter, *labels: str) -> None:
     with contextlib.suppress(KeyError):
         metric.remove(*labels)
@@ -443,93 +385,3 @@ def _remove(metric: Gauge | Counter, *labels: str) -> None:
 def _label_sets(metric: Counter) -> Iterable[tuple[str, ...]]:
     with metric._lock:  # no public API lists a metric's children
         return list(metric._metrics)
-
-
-class _Handler(WSGIRequestHandler):
-    timeout = 30  # a client that connects and says nothing frees its thread
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    v6only: bool | None = None
-
-    def server_bind(self) -> None:
-        if self.v6only is not None:
-            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, self.v6only)
-        # HTTPServer.server_bind would call socket.getfqdn(): a reverse DNS lookup that
-        # can stall start-up on a host with a broken resolver. The name is not used.
-        TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-        self.setup_environ()
-
-
-class MetricsServer:
-    """The /metrics HTTP endpoint in a daemon thread. `close()` stops it cleanly."""
-
-    def __init__(self, metrics: Metrics, listen: str) -> None:
-        self.listen = listen
-        host, port = parse_listen(listen)
-        self._httpd = self._bind(host, port)
-        self._httpd.set_app(make_wsgi_app(metrics.registry))
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.5},
-                                        name="metrics-http", daemon=True)
-        self._thread.start()
-        log.info("metrics on http://%s/metrics", self.url_address)
-
-    def _bind(self, host: str, port: int) -> _Server:
-        if host == "":  # all interfaces: dual-stack if the host has IPv6, else IPv4
-            candidates = [(socket.AF_INET6, "::", False), (socket.AF_INET, "0.0.0.0", None)]
-        else:
-            try:
-                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                           flags=socket.AI_PASSIVE)
-            except OSError as exc:
-                raise MetricsBindError(f"cannot bind the metrics address {self.listen}: "
-                                       f"{exc.strerror or exc}") from None
-            family, *_, sockaddr = infos[0]
-            candidates = [(family, sockaddr[0], True if family == socket.AF_INET6 else None)]
-        last: OSError | None = None
-        for family, addr, v6only in candidates:
-            server_class = type("_BoundServer", (_Server,),
-                                {"address_family": family, "v6only": v6only})
-            try:
-                return server_class((addr, port), _Handler)
-            except OSError as exc:
-                last = exc
-                # No IPv6 on this host: fall back to IPv4; any other error is final.
-                if family == socket.AF_INET6 and host == "" and exc.errno in _NO_IPV6:
-                    continue
-                break
-        assert last is not None
-        raise MetricsBindError(f"cannot bind the metrics address {self.listen}: "
-                               f"{last.strerror or last}") from None
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The bound (host, port): the real port when `listen` asked for port 0."""
-        addr = self._httpd.server_address
-        return addr[0], addr[1]
-
-    @property
-    def url_address(self) -> str:
-        host, port = self.address
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-    def close(self) -> None:
-        """Stop serving, close the socket, join the thread (idempotent)."""
-        if self._thread.is_alive():
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-        self._httpd.server_close()
-
-    def __enter__(self) -> MetricsServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-

@@ -6,87 +6,58 @@ socket → READY=1. A missing reader is not a start failure; a taken metrics por
 thread's heartbeat is fresh, refreshes the gauges and sleeps until the next job or ping.
 SIGTERM finishes the current job and stops; SIGHUP reloads a validated tree or keeps the
 old one (`badged_config_last_reload_successful 0`).
+
+What the jobs do is in `school_jobs`, what the control socket may ask in `operations`, the
+gauges read from the store in `store_metrics`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import select
 import signal
-import sqlite3
 import threading
 import time
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .. import __version__, clock
-from ..cards.pcsc import match_readers
-from ..cards.profile import CardReadError, ProfileReader
+from .. import __version__
+from ..cards.profile import ProfileReader
 from ..cards.reader_service import ReaderService
 from ..config.errors import ConfigError, SecretError
 from ..config.host import Host, load_host
-from ..config.model import ExchangeKind, ReaderRole
-from ..config.schedules import parse_schedule
 from ..config.tree import Site
-from ..crous.archives import archive_folder, clean_leftovers
-from ..crous.deadlines import academic_year_start, deadline
-from ..crous.tariffs import default_rate_staff
-from ..enrolment.desk import EnrolmentError, Policy, enrol
-from ..store import access as access_store
-from ..store import cards, crous_api, leases, outbox, people, stock
-from ..store import retention as retention_store
 from ..store.db import SharedStore, open_store
-from . import health, notify
-from .control import ControlServer, OpError, socket_path
+from . import notify, store_metrics
+from .control import ControlServer, socket_path
 from .desk import Desk
 from .jobs import JobRunner
 from .metrics import Metrics
+from .operations import Operations
 from .pidlock import AlreadyRunning, DaemonLock
+from .school_jobs import SchoolJobs
 from .taps import Taps
-
-if TYPE_CHECKING:
-    from ..access.export import RunResult
-    from ..crous.mail import DeliveryReport
-
-# The exchange and mail code (email, smtplib, ssl, mailbox…) and the door-system exports
-# are imported by the jobs that use them, not at start-up: most of the daemon's life is
-# reading cards (bench/daemon.py).
 
 log = logging.getLogger(__name__)
 
-MAINTENANCE, MAINTENANCE_SCHEDULE = "store-maintenance", "every day at 03:17"
-DELIVERY, DELIVERY_SCHEDULE = "outbox-delivery", "every 1 minutes"
 TAP_CACHE_KIB = 512
-PURGE, PURGE_SCHEDULE = "archive-purge", "every day at 04:23"
-PEOPLE_PURGE, PEOPLE_PURGE_SCHEDULE = "people-purge", "every day at 04:41"
-CROUS_SYNC = "crous-sync"
 GAUGE_REFRESH_SECONDS = 30.0
 # How often the store's card-change marker is read for `on_change` exports (and due
 # retries of failed exports): a lost or stolen card is blocked at the doors within seconds.
 ACCESS_POLL_SECONDS = 5.0
 READER_FIRST_POLL_SECONDS = 5.0
-DAEMON = "the badged daemon"
-
 
 HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
-MAX_ENROL_WAIT = 3600.0  # seconds an enrolment request may wait for its tap
 
 
 class StartError(Exception):
     """The daemon cannot start (metrics port taken, control socket busy, key missing)."""
 
 
-def maintain_store(store: SharedStore) -> None:
-    """Daily: fold the WAL back into the database and refresh the query planner's stats."""
-    with store.use() as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.execute("PRAGMA optimize")
-
-
 class Daemon:
+    """One school's daemon: its store, reader thread, jobs, control socket and metrics."""
+
     def __init__(self, host: Host, *, reader_tick: float = 1.0) -> None:
         self.host = host
         self.site: Site = host.load_site()
@@ -118,11 +89,8 @@ class Daemon:
         self.lock = DaemonLock(host.runtime_dir)
         self.metrics_server: Any = None
         self.last_reload: float | None = None
-        # Door-system exports: the change marker seen at start (an export never run waits
-        # for a change after it), `--full` requests, and each export's last result.
-        self._access_baseline = access_store.change_marker(self.job_conn)
-        self._access_full: set[str] = set()
-        self._access_results: dict[str, RunResult] = {}
+        self.school_jobs = SchoolJobs(self)
+        self.ops = Operations(self)
         self._status_sent: str | None = None
         self.taps.on_change = self._poke  # the main loop sends the new STATUS=
 
@@ -145,22 +113,12 @@ class Daemon:
     def _start(self) -> None:
         listen = self.host.config.metrics_listen or self.site.school.metrics_listen
         self.metrics_server = self.metrics.serve(listen)  # MetricsBindError: not READY
-        self.control.register("status", lambda _req: self.status(), light=True)
-        self.control.register("exchange-run", self._exchange_run, required={"kind": str})
-        self.control.register("crous-sync", self._crous_sync_op, optional={"dry_run": bool})
-        self.control.register("access-export", self._access_export,
-                              optional={"name": str, "full": bool})
-        self.control.register("exchange-retry", self._exchange_retry,
-                              optional={"batch": int})
-        self.control.register("exchange-resend", self._exchange_resend,
-                              required={"batch": int}, optional={"actor": str})
-        self.control.register("enrol", self._enrol, required={"person": str}, optional={
-            "reader": str, "wait_seconds": float, "actor": str}, cancellable=True)
+        self.ops.register(self.control)
         self.control.start()
         self._register_jobs()
-        self._clean_outbox()
+        self.school_jobs.clean_outbox()
         self.readers.start()
-        self._refresh_gauges()
+        self.refresh_gauges()
         log.info("badged %s: school %s (%s) ready, metrics on %s, control socket %s",
                  __version__, self.site.id, self.site.school.name, listen, self.control.path)
         # The threads started above keep the signals blocked (see `run`): SIGTERM/SIGHUP
@@ -187,7 +145,7 @@ class Daemon:
             self.jobs.run_pending()
             now = time.monotonic()
             if self.site.school.access_exports and now >= next_access:
-                self._access_tick()
+                self.school_jobs.access_tick()
                 now = time.monotonic()
                 next_access = now + ACCESS_POLL_SECONDS
             if ping is not None and now >= next_ping:
@@ -198,7 +156,7 @@ class Daemon:
                               now - self.readers.heartbeat)
                 next_ping = now + ping
             if now >= next_gauges:
-                self._refresh_gauges()
+                self.refresh_gauges()
                 next_gauges = now + GAUGE_REFRESH_SECONDS
             self._send_status()
             waits = [next_gauges - now, 60.0]
@@ -266,7 +224,7 @@ class Daemon:
         self.site, self.profile = site, profile
         self.readers.set_profile(profile, site.school.readers)
         self._register_jobs()
-        self._refresh_gauges()
+        self.refresh_gauges()
         self.metrics.config_reload(True)
         self.last_reload = time.time()
         log.info("config reloaded: school %s", site.id)
@@ -274,384 +232,26 @@ class Daemon:
         self._send_status(force=True)
         return True
 
-    # --- jobs and gauges ---------------------------------------------------------------
+    # --- jobs, gauges and status -------------------------------------------------------
 
     def _register_jobs(self) -> None:
-        """The jobs of this school: its exchanges, the outbox, the archive, the store."""
-        wanted = {MAINTENANCE, DELIVERY, PURGE, PEOPLE_PURGE}
-        self.jobs.add(MAINTENANCE, parse_schedule(MAINTENANCE_SCHEDULE),
-                      lambda: maintain_store(self.store))
-        self.jobs.add(DELIVERY, parse_schedule(DELIVERY_SCHEDULE), self._deliver)
-        self.jobs.add(PURGE, parse_schedule(PURGE_SCHEDULE), self._purge)
-        self.jobs.add(PEOPLE_PURGE, parse_schedule(PEOPLE_PURGE_SCHEDULE), self._people_purge)
-        for ex in self.site.school.exchanges:
-            name = f"exchange-{ex.kind.value}"
-            wanted.add(name)
-            if ex.transport == "api":  # the API CROUS sync of this kind's people
-                self.jobs.add(name, parse_schedule(ex.schedule),
-                              functools.partial(self._crous_sync, [ex.kind]))
-                continue
-            self.metrics.register_exchange(ex.kind.value)
-            self.jobs.add(name, parse_schedule(ex.schedule),
-                          functools.partial(self._exchange, ex.kind))
-        if any(ex.transport == "api" for ex in self.site.school.exchanges):
-            wanted.add(CROUS_SYNC)  # every api kind at once, on demand (`badged crous sync`)
-            self.jobs.add(CROUS_SYNC, None, functools.partial(self._crous_sync, None))
-        for export_name, export in self.site.school.access_exports.items():
-            name = f"access-{export_name}"
-            wanted.add(name)
-            schedule = parse_schedule(export.schedule)
-            last = access_store.state(self.job_conn, export_name)
-            self.metrics.register_access(
-                export_name, schedule.interval_seconds,
-                last_success=last.last_success_at if last else None,
-                last_run=last.last_run_at if last else None, cards=last.cards if last else None)
-            self.jobs.add(name, schedule, functools.partial(self._access, export_name))
-        for name in set(self.jobs.names) - wanted:  # an exchange removed by a reload
-            self.jobs.remove(name)
-            if name.startswith("exchange-"):
-                self.metrics.forget_exchange(name.removeprefix("exchange-"))
-            if name.startswith("access-"):
-                self.metrics.forget_access(name.removeprefix("access-"))
+        """The school's jobs, at start-up and after a reload (see `SchoolJobs.register`)."""
+        self.school_jobs.register()
 
-    def _exchange(self, kind: ExchangeKind) -> dict[str, Any]:
-        """Job `exchange-KIND`: write the due batch, then deliver the outbox."""
-        from ..crous import exchanges
-
-        result = exchanges.run(self.job_conn, self.host, self.site, kind, clock.now(),
-                               what=DAEMON)
-        changes = result.plan.changes
-        self.metrics.exchange_run(kind.value, len(changes.lines) + changes.unchanged,
-                                  result.batch_id is not None)
-        self._delivered(result.delivery)
-        if result.batch_id is not None:
-            log.info("exchange %s: batch %d with %d line(s) written", kind.value,
-                     result.batch_id, len(changes.lines))
-        return result.to_json()
-
-    def _crous_sync(self, kinds: list[ExchangeKind] | None) -> dict[str, Any]:
-        """Job `exchange-KIND` of an api exchange (or `crous-sync`, every api kind)."""
-        from ..crous.sync import sync  # httpx only for schools that use the API
-
-        report = sync(self.job_conn, self.site, clock.now(), kinds=kinds,
-                      on_request=self.metrics.crous_api_request)
-        self.metrics.crous_sync(report.duration)
-        self._refresh_crous_gauges()
-        if report.done or report.failed:
-            log.info("API CROUS sync: %d told, %d refused, %d left, %d call(s): %s",
-                     report.done, report.failed, report.pending, report.calls, report.outcome)
-        if report.aborted:
-            raise RuntimeError(f"API CROUS sync {report.outcome}")
-        return report.to_json()
-
-    def _refresh_crous_gauges(self) -> None:
-        if not any(ex.transport == "api" for ex in self.site.school.exchanges):
-            return
-        with self.store.use() as conn:
-            last_run, last_success = crous_api.last_runs(conn)
-            self.metrics.set_crous_state(in_error=crous_api.error_counts(conn),
-                                         pending=crous_api.pending_changes(conn),
-                                         last_run=last_run, last_success=last_success)
-    def _access(self, name: str) -> dict[str, Any]:
-        """Job `access-NAME`: export the cards to a door system (fails if not delivered)."""
-        from ..access import export as access
-
-        full = name in self._access_full
-        self._access_full.discard(name)
-        self._access_results.pop(name, None)
-        now = clock.now()
-        try:
-            result = access.run(self.job_conn, self.host, self.site, name, now, full=full)
-        except access.AccessError:
-            self.metrics.access_run(name, now.timestamp(), ok=False)
-            self._access_results.pop(name, None)
-            raise
-        self._access_results[name] = result
-        p = result.plan
-        self.metrics.access_run(name, now.timestamp(), ok=result.ok, cards=p.cards,
-                                written=result.written)
-        if not result.ok:
-            retry = datetime.fromtimestamp(result.retry_at or 0, UTC)
-            raise access.AccessError(f"not delivered ({result.failures} failure(s) in a "
-                                     f"row, retry at {retry:%H:%M:%S} UTC; the previous "
-                                     f"export stays in place): {result.error}")
-        if result.written:
-            log.info("access export %s: %d card(s) (%d valid, %d blocked) written to %s: %s",
-                     name, p.cards, p.valid, p.blocked, p.destination,
-                     ", ".join(f"{p.count(w)} {w}" for w in ("added", "blocked", "unblocked",
-                                                            "changed", "removed")
-                               if p.count(w)) or "no card changed")
-        return result.to_json()
-
-    def _access_tick(self) -> None:
-        """Run the `on_change` exports whose cards changed, and the retries that are due."""
-        from ..access.export import due
-
-        try:
-            marker = access_store.change_marker(self.job_conn)
-            states = {name: access_store.state(self.job_conn, name)
-                      for name in self.site.school.access_exports}
-        except sqlite3.Error as exc:  # a busy store: next tick
-            log.warning("access exports: cannot read the store: %s", exc)
-            return
-        for name, why in due(self.site.school.access_exports, states, marker=marker,
-                                    baseline=self._access_baseline, now=clock.time()):
-            if self.stop_event.is_set():
-                return
-            log.info("access export %s: running now (%s)", name, why)
-            self.jobs.run_now(f"access-{name}")
-
-    def _deliver(self) -> None:
-        """Job `outbox-delivery`: send the pending batches whose backoff is over.
-
-        Nothing to send (the usual minute) is told by one query: the mail code is only
-        imported when there is something to deliver.
-        """
-        now = clock.now()
-        if not outbox.has_work(self.job_conn, now):
-            self.metrics.set_outbox_pending(outbox.pending_count(self.job_conn, "mail"))
-            return
-        from ..crous import exchanges
-
-        self._delivered(exchanges.deliver(self.job_conn, self.host, self.site, now,
-                                          what=DAEMON))
-
-    def _delivered(self, report: DeliveryReport) -> None:
-        for outcome in report.outcomes:
-            self.metrics.exchange_delivery(outcome.kind, outcome.sent)
-            if outcome.error:
-                log.warning("batch %d (%s) not delivered: %s", outcome.batch_id,
-                            outcome.kind, outcome.error)
-        self.metrics.set_outbox_pending(report.pending)
-
-    def _purge(self) -> None:
-        """Job `archive-purge`: drop sent archives older than the retention."""
-        from ..crous import exchanges
-        from ..crous.mail import purge
-
-        done = purge(self.job_conn, exchanges.archive_dir(self.host),
-                     self.site.school.archive_retention_days, clock.now(), what=DAEMON)
-        if done.batches:
-            log.info("archive: %d sent batch(es) past retention purged", done.batches)
-
-    def _people_purge(self) -> dict[str, Any]:
-        """Job `people-purge`: erase the people who left more than retention_days ago."""
-        from ..crous import exchanges
-        from ..enrolment.retention import purge
-
-        done = purge(self.job_conn, self.site, exchanges.archive_dir(self.host),
-                     clock.now(), actor="badged", what=DAEMON)
-        self.metrics.set_people_purged(retention_store.purged_total(self.job_conn))
-        if done.people:
-            self._refresh_gauges()
-        return {"people": done.people, "cards": done.cards, "batches": done.batches}
-
-    def _clean_outbox(self) -> None:
-        """At start: unfinished archive copies a killed run left (under the outbox lease,
-        so never one that another process is writing)."""
-        with leases.holding(self.job_conn, leases.OUTBOX, DAEMON, 60) as held:
-            if held is not None:
-                clean_leftovers(archive_folder(self.host.state_dir))
-
-    def _refresh_gauges(self) -> None:
-        school, crous = self.site.school, self.site.crous
-        with self.store.use() as conn:
-            self.metrics.set_cards(cards.count_by_state(conn))
-            pending = conn.execute(
-                "SELECT count(*) FROM batches WHERE state = 'pending'").fetchone()[0]
-            sent = dict(conn.execute(
-                "SELECT kind, max(sent_at) FROM batches WHERE state = 'sent' GROUP BY kind"))
-        self.metrics.set_outbox_pending(pending)
-        self._refresh_crous_gauges()
-        with self.store.use() as conn:
-            self.metrics.set_card_stock(stock.level(conn), school.card_stock.low_threshold)
-            self.metrics.set_people_purged(retention_store.purged_total(conn))
-            totals = stock.totals(conn)
-            self.metrics.set_card_costs(
-                received=totals.received, issued=totals.issued, lost=totals.lost,
-                replaced=totals.replaced, spend_eur=totals.spend_eur,
-                savings_eur=totals.known_savings_eur)
-            self.metrics.set_tariff_default_people(
-                len(default_rate_staff(conn, self.site.tariffs)))
-        now = clock.now()
-        self.metrics.set_academic_year_start(
-            academic_year_start(now, school.academic_year_start).timestamp())
-        for ex in school.exchanges:
-            kind = ex.kind.value
-            last = sent.get(kind)
-            self.metrics.set_exchange_last_sent(
-                kind, datetime.fromisoformat(last).timestamp() if last else None)
-            if ex.kind in crous.deadlines:
-                self.metrics.set_exchange_deadline(kind, deadline(
-                    now, crous.deadlines[ex.kind], school.academic_year_start).timestamp())
-
-    # --- control -----------------------------------------------------------------------
-
-    def _exchange_run(self, request: dict[str, Any]) -> dict[str, Any]:
-        try:
-            kind = ExchangeKind(request["kind"])
-        except ValueError:
-            raise OpError(f"unknown exchange kind {request['kind']!r}") from None
-        name = f"exchange-{kind.value}"
-        if name not in self.jobs.names:
-            raise OpError(f"school {self.site.id} has no mail exchange {kind.value}")
-        if any(ex.kind is kind and ex.transport == "api" for ex in self.site.school.exchanges):
-            raise OpError(f"{kind.value} goes by the API CROUS: run `badged crous sync`")
-        result = self.jobs.run_now(name)
-        if not result.ok:
-            raise OpError(f"{name} failed: {result.error}")
-        return {"result": result.value}
-
-    def _crous_sync_op(self, request: dict[str, Any]) -> dict[str, Any]:
-        """`badged crous sync [--dry-run]` through the daemon: runs never overlap."""
-        if CROUS_SYNC not in self.jobs.names:
-            raise OpError(f"school {self.site.id} has no exchange with transport api")
-        if request.get("dry_run"):
-            from ..crous.sync import sync
-
-            with self.store.use() as conn:
-                return {"result": sync(conn, self.site, clock.now(),
-                                       dry_run=True).to_json()}
-        result = self.jobs.run_now(CROUS_SYNC)
-        if not result.ok:
-            raise OpError(f"{CROUS_SYNC} failed: {result.error}")
-        return {"result": result.value}
-
-    def _access_export(self, request: dict[str, Any]) -> dict[str, Any]:
-        """`badged access export [NAME]`: run the export(s) now, answer their results."""
-        names = [request["name"]] if request.get("name") else list(
-            self.site.school.access_exports)
-        results = []
-        for name in names:
-            job = f"access-{name}"
-            if job not in self.jobs.names:
-                raise OpError(f"school {self.site.id} has no access export {name!r} (known: "
-                              f"{', '.join(self.site.school.access_exports) or 'none'})")
-            if request.get("full"):
-                self._access_full.add(name)
-            outcome = self.jobs.run_now(job)
-            result = self._access_results.get(name)
-            if result is None:  # it failed before delivering (e.g. a name not encodable)
-                raise OpError(outcome.error or f"{job} failed")
-            results.append(result.to_json())
-        return {"results": results}
-    def _exchange_retry(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Deliver the pending batches (or one) now, ignoring their backoff."""
-        from ..crous import exchanges
-        from ..crous.mail import OutboxError
-
-        with self.jobs.exclusive():
-            try:
-                ids, report = exchanges.retry(self.job_conn, self.host, self.site,
-                                              clock.now(), request.get("batch"))
-            except OutboxError as exc:
-                raise OpError(str(exc)) from None
-        self._delivered(report)
-        return {"result": exchanges.retry_json(ids, report)}
-
-    def _exchange_resend(self, request: dict[str, Any]) -> dict[str, Any]:
-        """A sent batch again, same Message-ID, recorded (the daemon holds the credentials)."""
-        from ..crous import exchanges
-        from ..crous.mail import DeliveryError, OutboxError
-
-        with self.jobs.exclusive():
-            try:
-                message_id = exchanges.send_again(
-                    self.job_conn, self.host, self.site, request["batch"], clock.now(),
-                    request.get("actor") or "badged")
-            except (OutboxError, DeliveryError) as exc:
-                raise OpError(str(exc)) from None
-        return {"result": {"batch": request["batch"], "message_id": message_id}}
-
-    def _enrol(self, request: dict[str, Any], cancelled: threading.Event) -> dict[str, Any]:
-        """Wait for the next tap on an enrolment reader, then link it to the person."""
-        person_id = request["person"]
-        wait = float(request.get("wait_seconds") or 30.0)
-        if not 0 < wait <= MAX_ENROL_WAIT:
-            raise OpError(f"wait_seconds must be more than 0 and at most {MAX_ENROL_WAIT:g}")
-        with self.store.use() as conn:
-            if people.get(conn, person_id) is None:
-                raise OpError(f"unknown person {person_id!r} (add them with badged person "
-                              "add, or import the registry)")
-        pattern = request.get("reader")
-        desks = self.readers.present(ReaderRole.ENROLMENT)
-        if not match_readers(pattern, desks):  # at once: no wait for a reader not there
-            wanted = "no enrolment reader is present" if pattern is None else (
-                f"no enrolment reader matches {pattern!r}")
-            raise OpError(f"{wanted} (enrolment readers present: "
-                          f"{', '.join(repr(r) for r in desks) or 'none'})")
-        read = self.desk.wait(pattern, wait, cancelled)
-        if read is None:
-            raise OpError(f"no card tapped on an enrolment reader within {wait:g} s")
-        if isinstance(read, CardReadError):
-            raise OpError(f"a card was tapped but could not be read: {read}")
-        policy = Policy.of(self.site.school.enrolment, self.site.comue)
-        try:
-            with self.store.use() as conn:
-                done = enrol(conn, person_id, read.csn, policy,
-                             crous_number_on_card=read.crous_number,
-                             who=request.get("actor") or "badged")
-        except EnrolmentError as exc:
-            log.warning("enrolment refused: %s", exc.rule)
-            raise OpError(str(exc)) from None
-        if done.new_card:
-            self.metrics.enrolment()
-        log.info("enrolled card %s", done.csn)
-        self._refresh_gauges()
-        return {"read": read.to_json(), "enrolled": done.to_json()}
+    def refresh_gauges(self) -> None:
+        """Every gauge read from the store (every 30 s, and after what changes them)."""
+        store_metrics.refresh(self.metrics, self.store, self.site)
 
     def _send_status(self, *, force: bool = False) -> None:
         """STATUS= when the one-line summary changed (pcscd, readers, problems)."""
-        line = self.summary()
+        line = self.ops.summary()
         if force or line != self._status_sent:
             notify.status(line)
             self._status_sent = line
 
-    def summary(self, problems: list[str] | None = None) -> str:
-        snap = self.taps.snapshot()
-        up = sum(snap["readers"].values())
-        if problems is None:
-            problems = self._health()[1]
-        text = (f"school {self.site.id}: {up}/{len(snap['readers'])} readers up, "
-                f"pcscd {'up' if snap['pcscd'] else 'down'}, "
-                f"{self.desk.waiting} enrolment(s) waiting")
-        if problems:
-            text += f"; degraded: {problems[0]}" + (
-                f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
-        return text
-
-    def _health(self) -> tuple[dict[str, Any], list[str]]:
-        """(status parts, problems) of the daemon now."""
-        snap = self.taps.snapshot()
-        now = health.now_utc()
-        with self.store.use() as conn:
-            jobs = [j.__dict__ for j in self.jobs.info()]
-            box = health.outbox(conn, self.site, now)
-            stock_now = health.stock_state(conn, self.site)
-            due = health.deadlines(conn, self.site, now)
-        parts = {"snapshot": snap, "jobs": jobs, "outbox": box.pending, "stock": stock_now,
-                 "deadlines": due}
-        found = health.problems(snap, jobs, box)
-        if self.readers.started and not self.readers.alive:
-            found.insert(0, "reader thread dead")
-        return parts, found
-
     def status(self) -> dict[str, Any]:
-        parts, problems = self._health()
-        snap, jobs = parts["snapshot"], parts["jobs"]
-        return {
-            "health": "degraded" if problems else "healthy", "problems": problems,
-            "outbox": parts["outbox"], "stock": parts["stock"],
-            "deadlines": parts["deadlines"],
-            "version": __version__, "pid": os.getpid(), "school": self.site.id,
-            "name": self.site.school.name, "started": self.started,
-            "uptime_seconds": round(time.time() - self.started, 1),
-            "last_reload": self.last_reload, "summary": self.summary(problems),
-            "pcscd": snap["pcscd"], "readers": snap["readers"], "sams": snap["sams"],
-            "reader_thread_alive": self.readers.alive,
-            "enrolments_waiting": self.desk.waiting, "jobs": jobs,
-            "last_taps": snap["last_taps"],
-        }
+        """What `badged status --json` shows (the `status` op)."""
+        return self.ops.status()
 
 
 def run(host: Host) -> int:

@@ -26,7 +26,7 @@ from daemonkit import (
     make_site,
 )
 
-# `badged status --json`: the daemon's state (badged/daemon/runtime.py Daemon.status).
+# `badged status --json`: the daemon's state (badged/daemon/operations.py Operations.status).
 STATUS_KEYS = {"version", "pid", "school", "name", "started", "uptime_seconds", "last_reload",
                "summary", "pcscd", "readers", "sams", "reader_thread_alive",
                "enrolments_waiting", "jobs", "last_taps", "health", "problems", "outbox",

@@ -13,13 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import badged
-from badged.daemon.metrics import (
-    Metrics,
-    MetricsBindError,
-    MetricsServer,
-    parse_listen,
-    reason_label,
-)
+from badged.daemon.metrics import Metrics, reason_label
+from badged.daemon.metrics_http import MetricsBindError, MetricsServer, parse_listen
 
 # name → (type, label names): docs/contracts.md + monitoring/README.md. A contract.
 CONTRACT = {
