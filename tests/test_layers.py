@@ -1,6 +1,7 @@
 """The package is layered (docs/design.md, "The map"): a module imports only its own layer
 and the layers above it in the map, never one below, lazily or not; and nothing imports the
-CLI. Read from the source with `ast`, so a moved or added module is checked as it lands."""
+CLI, which itself runs no query: it calls services and imports no store module. Read from
+the source with `ast`, so a moved or added module is checked as it lands."""
 
 from __future__ import annotations
 
@@ -73,6 +74,16 @@ def test_no_module_imports_a_layer_below_its_own() -> None:
                 where = path.relative_to(PACKAGE.parent)
                 wrong.append(f"{where}:{line}: {mine} imports {imported}")
     assert not wrong, "imports running back up the map:\n" + "\n".join(wrong)
+
+
+def test_the_cli_imports_no_store_module() -> None:
+    """Commands parse, call a service, print: the store is the services' to open."""
+    wrong = []
+    for path in sorted((PACKAGE / "cli").rglob("*.py")):
+        for line, imported in badged_imports(path):
+            if part_of(imported) == "store":
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line}: imports {imported}")
+    assert not wrong, "the CLI reaches into the store:\n" + "\n".join(wrong)
 
 
 def test_every_part_of_the_package_has_a_layer() -> None:

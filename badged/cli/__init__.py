@@ -48,8 +48,8 @@ def user_error_types() -> tuple[type[Exception], ...]:
     from ..crous.textfile import TextFileError
     from ..daemon.control import ControlError, ControlSocketError
     from ..daemon.metrics_http import MetricsBindError
+    from ..enrolment.errors import StoreError
     from ..enrolment.lifecycle import LifecycleError
-    from ..store.db import StoreError
 
     return (SecretError, StoreError, PcscError, CardReadError, DesfireError, MetricsBindError,
             ControlSocketError, ControlError, TextFileError, LifecycleError, ExchangeError,

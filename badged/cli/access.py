@@ -8,24 +8,13 @@ from typing import Any
 import click
 
 from .. import clock
-from ..access import export as access
-from ..store.db import open_store
-from . import Context, fail, in_daemon_or_here, main, pass_ctx, user_errors
+from ..access.operations import export_names, plan_exports, run_exports
+from . import Context, in_daemon_or_here, main, pass_ctx, user_errors
 
 
 @main.group("access")
 def access_group() -> None:
     """Door-system exports (contrôle d'accès): the valid and blocked cards."""
-
-
-def _names(ctx: Context, name: str | None) -> list[str]:
-    site = ctx.host.load_site()
-    if name is not None:
-        access.export_of(site, name)  # AccessError for an unknown name
-        return [name]
-    if not site.school.access_exports:
-        fail(f"error: school {site.id} has no access_exports configured")
-    return list(site.school.access_exports)
 
 
 def _print_plan(p: dict[str, Any], *, dry_run: bool) -> None:
@@ -61,21 +50,18 @@ def _print_plan(p: dict[str, Any], *, dry_run: bool) -> None:
 def access_export(ctx: Context, name: str | None, dry_run: bool, full: bool,
                   as_json: bool) -> None:
     """Export the cards to the door systems now (every export of the school, or NAME)."""
-    names = _names(ctx, name)
+    site = ctx.host.load_site()
+    names = export_names(site, name)
     now = clock.now()
     if dry_run:
-        site = ctx.host.load_site()
-        conn = open_store(ctx.host.state_dir)
-        plans = [access.plan(conn, ctx.host, site, n, now, full=full).to_json()
-                 for n in names]
+        plans = [p.to_json() for p in plan_exports(ctx.host, site, names, now, full=full)]
         if as_json:
             click.echo(json.dumps(plans, indent=2, ensure_ascii=False))
         for p in [] if as_json else plans:
             _print_plan(p, dry_run=True)
         return
     def here() -> list[dict[str, Any]]:
-        site, conn = ctx.host.load_site(), open_store(ctx.host.state_dir)
-        return [access.run(conn, ctx.host, site, n, now, full=full).to_json() for n in names]
+        return [r.to_json() for r in run_exports(ctx.host, site, names, now, full=full)]
 
     results = in_daemon_or_here(
         ctx, "access-export", key="results", name=name, full=full or None, timeout=300,

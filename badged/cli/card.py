@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -15,11 +14,9 @@ from ..cards.reading import read_one
 from ..cards.vpcd import VPCD_PORT
 from ..config.errors import ConfigError
 from ..config.tree import load_card_profile
-from ..crous.cancel import cancel_reason
 from ..demo.pcscd_sandbox import PORT_FILE
-from ..enrolment.lifecycle import STATES, change_state
-from ..store import cards
-from ..store.db import open_store
+from ..enrolment.card_records import card_records, set_card_state
+from ..enrolment.lifecycle import STATES
 from . import Context, fail, main, pass_ctx, user_errors
 
 
@@ -209,9 +206,8 @@ def card_set_state(ctx: Context, csn: str, state: str, reason: str | None) -> No
       badged card set-state 04112233445566 lost --reason "reported at the desk"
       badged card set-state 04112233445566 active --reason "found again"
     """
-    conn = open_store(ctx.host.state_dir)
-    updated = change_state(conn, csn, state, reason)
-    code = cancel_reason(state)
+    updated = set_card_state(ctx.host, csn, state, reason)
+    code = updated.crous_cancel_reason
     queued = f"CROUS cancel reason {code}" if code else "CROUS revalidation"
     click.echo(f"card {updated.csn} is now {updated.state} ({queued} queued)")
 
@@ -232,13 +228,9 @@ def card_show(ctx: Context, csn: str | None, person_id: str | None, as_json: boo
     """
     if (csn is None) == (person_id is None):
         raise click.UsageError("give a CSN or --person ID")
-    conn = open_store(ctx.host.state_dir)
-    found = [cards.get(conn, csn)] if csn else cards.for_person(conn, person_id or "")
-    shown = [c for c in found if c is not None]
-    if not shown:
+    data = card_records(ctx.host, csn=csn, person_id=person_id)
+    if not data:
         fail(f"error: no card {'for ' + str(person_id) if person_id else str(csn).upper()}")
-    data = [{**asdict(c), "crous_csv_number": cards.crous_number_for(conn, c.csn),
-             "history": [asdict(h) for h in cards.history(conn, c.csn)]} for c in shown]
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,8 @@ from typing import Any
 import click
 
 from .. import clock
-from ..crous.cards_csv import CardsFileError, import_cards
-from ..store.db import open_store
+from ..crous.cards_csv import CardsFileError
+from ..crous.operations import api_errors, import_card_file, sync_now
 from . import (
     EXIT_PARTIAL,
     Context,
@@ -57,20 +56,19 @@ def import_cards_command(ctx: Context, file: Path, inverse_csn: bool, strict: bo
     problem, or --strict with any bad row).
     """
     report_file = open_report(report_path)
-    with closing(open_store(ctx.host.state_dir)) as conn:
-        try:
-            report = import_cards(conn, file, inverse_csn=inverse_csn, strict=strict,
+    try:
+        report = import_card_file(ctx.host, file, inverse_csn=inverse_csn, strict=strict,
                                   progress=progress_printer(file, progress))
-        except CardsFileError as exc:
-            if report_file is not None:
-                report_file.discard()
-            fail(str(exc))
+    except CardsFileError as exc:
+        if report_file is not None:
+            report_file.discard()
+        fail(str(exc))
     finish_import(report, report_file)
 
 
 # --- API CROUS ------------------------------------------------------------------------------
-# The sync modules (and httpx) are imported inside the commands: `badged run` loads this
-# module too, and a mail-only school's daemon never needs them.
+# The sync modules (and httpx) are imported only where used: a mail-only school never
+# needs them.
 
 def _print_sync(result: dict[str, Any]) -> None:
     if result["dry_run"]:
@@ -121,14 +119,13 @@ def sync_command(ctx: Context, dry_run: bool, as_json: bool) -> None:
 
 def _sync_here(ctx: Context, dry_run: bool) -> dict[str, Any]:
     from ..crous.api import ApiError
-    from ..crous.sync import SyncError, sync
+    from ..crous.sync import SyncError
 
     site = ctx.host.load_site()
-    with closing(open_store(ctx.host.state_dir)) as conn:
-        try:
-            return sync(conn, site, clock.now(), dry_run=dry_run).to_json()
-        except (SyncError, ApiError) as exc:
-            fail(f"error: {exc}")
+    try:
+        return sync_now(ctx.host, site, clock.now(), dry_run=dry_run).to_json()
+    except (SyncError, ApiError) as exc:
+        fail(f"error: {exc}")
 
 
 @crous.command("errors")
@@ -137,10 +134,7 @@ def _sync_here(ctx: Context, dry_run: bool) -> dict[str, Any]:
 @user_errors
 def errors_command(ctx: Context, as_json: bool) -> None:
     """What the API CROUS refused, per person and card: operation, code, tries, blocking."""
-    from ..store import crous_api
-
-    with closing(open_store(ctx.host.state_dir)) as conn:
-        errors = crous_api.errors(conn)
+    errors = api_errors(ctx.host)
     if as_json:
         click.echo(json.dumps([asdict(e) for e in errors], indent=2, ensure_ascii=False))
         return

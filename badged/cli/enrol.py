@@ -8,15 +8,10 @@ from typing import Any
 
 import click
 
-from ..cards.profile import ProfileReader
-from ..cards.reading import read_one
-from ..config.model import ReaderRole
 from ..daemon.control import ControlClient, DaemonUnreachable, RequestError, socket_path
-from ..enrolment.batch import enrol_file
-from ..enrolment.desk import EnrolmentError, Policy, enrol
+from ..enrolment.desk import EnrolmentError
+from ..enrolment.enrol_here import enrol_batch, enrol_next_tap
 from ..enrolment.lifecycle import actor
-from ..store import people
-from ..store.db import open_store
 from . import (
     Context,
     bypass_only_if_down,
@@ -76,19 +71,8 @@ def enrol_command(ctx: Context, person_id: str | None, reader: str | None, timeo
 
 
 def _one_shot(ctx: Context, person_id: str, reader: str | None, timeout: float) -> dict:
-    site = ctx.host.load_site()
-    profile = ProfileReader(site.card_profile, site.tree)
-    if reader is None:
-        enrolment = [r.name for r in site.school.readers if r.role is ReaderRole.ENROLMENT]
-        reader = enrolment[0] if enrolment else None
-    conn = open_store(ctx.host.state_dir)
-    if people.get(conn, person_id) is None:
-        fail(f"refused: unknown person {person_id!r} (add them with badged person add, or "
-             "import the registry)")
-    read = read_one(profile, reader, timeout)
     try:
-        done = enrol(conn, person_id, read.csn, Policy.of(site.school.enrolment, site.comue),
-                     crous_number_on_card=read.crous_number)
+        done = enrol_next_tap(ctx.host, ctx.host.load_site(), person_id, reader, timeout)
     except EnrolmentError as exc:
         fail(f"refused: {exc}")
     return done.to_json()
@@ -110,10 +94,8 @@ def _text(done: dict[str, Any]) -> str:
 def _batch(ctx: Context, path: Path, strict: bool, report_path: Path | None) -> None:
     site = ctx.host.load_site()
     report_file = open_report(report_path)
-    conn = open_store(ctx.host.state_dir)
     try:
-        report = enrol_file(conn, path, Policy.of(site.school.enrolment, site.comue),
-                            strict=strict)
+        report = enrol_batch(ctx.host, site, path, strict=strict)
     except BaseException:
         if report_file is not None:
             report_file.discard()

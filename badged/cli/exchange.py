@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
 from typing import Any
 
 import click
 
 from .. import clock
 from ..config.model import ExchangeKind
-from ..crous import exchanges
 from ..crous.deadlines import show_day
-from ..crous.mail import DeliveryError, OutboxError, list_batches, resends
+from ..crous.exchange_operations import (
+    batch_history,
+    plan_exchanges,
+    resend_batch,
+    retry_batches,
+    run_exchange,
+)
+from ..crous.exchanges import Plan
+from ..crous.mail import DeliveryError, OutboxError
 from ..enrolment.lifecycle import actor
-from ..store.db import open_store
 from . import EXIT_PARTIAL, Context, fail, in_daemon_or_here, main, pass_ctx, user_errors
 
 KINDS = click.Choice([k.value for k in ExchangeKind])
@@ -42,11 +47,8 @@ def exchange_plan(ctx: Context, kind: str | None, summary: bool, as_json: bool) 
       badged exchange plan reinscriptions
       badged exchange plan departs --json | jq '.[0].lines[].reason'
     """
-    site = ctx.host.load_site()
-    conn = open_store(ctx.host.state_dir)
-    now = clock.now()
-    kinds = [ExchangeKind(kind)] if kind else [ex.kind for ex in site.school.exchanges]
-    plans = [exchanges.plan(conn, site, k, now) for k in kinds]
+    plans = plan_exchanges(ctx.host, ctx.host.load_site(),
+                           ExchangeKind(kind) if kind else None, clock.now())
     if summary:
         _summary(plans, as_json)
         return
@@ -68,7 +70,7 @@ def exchange_plan(ctx: Context, kind: str | None, summary: bool, as_json: bool) 
             click.echo(f"  note: {note}")
 
 
-def _summary(plans: list[exchanges.Plan], as_json: bool) -> None:
+def _summary(plans: list[Plan], as_json: bool) -> None:
     rows = [{"kind": p.kind.value, "count": len(p.changes.lines),
              "unchanged": p.changes.unchanged, "reasons": p.reason_counts()} for p in plans]
     if as_json:
@@ -100,9 +102,8 @@ def exchange_run(ctx: Context, kind: str, timeout: float, as_json: bool) -> None
       badged exchange run departs --json
     """
     def here() -> dict[str, Any]:
-        conn = open_store(ctx.host.state_dir)
-        return exchanges.run(conn, ctx.host, ctx.host.load_site(), ExchangeKind(kind),
-                             clock.now(), what="badged exchange run").to_json()
+        return run_exchange(ctx.host, ctx.host.load_site(), ExchangeKind(kind), clock.now(),
+                            what="badged exchange run").to_json()
 
     result = in_daemon_or_here(
         ctx, "exchange-run", kind=kind, timeout=timeout, here=here,
@@ -158,13 +159,10 @@ def exchange_retry(ctx: Context, batch: int | None, as_json: bool) -> None:
       badged exchange retry 42
     """
     def here() -> dict[str, Any]:
-        conn = open_store(ctx.host.state_dir)
         try:
-            ids, report = exchanges.retry(conn, ctx.host, ctx.host.load_site(), clock.now(),
-                                          batch)
+            return retry_batches(ctx.host, ctx.host.load_site(), clock.now(), batch)
         except OutboxError as exc:
             fail(f"error: {exc}")
-        return exchanges.retry_json(ids, report)
 
     result = in_daemon_or_here(
         ctx, "exchange-retry", timeout=300, here=here, doing="delivering",
@@ -197,13 +195,10 @@ def exchange_resend(ctx: Context, batch: int, as_json: bool) -> None:
       badged exchange resend 42
     """
     def here() -> dict[str, Any]:
-        conn = open_store(ctx.host.state_dir)
         try:
-            message_id = exchanges.send_again(conn, ctx.host, ctx.host.load_site(), batch,
-                                              clock.now(), actor())
+            return resend_batch(ctx.host, ctx.host.load_site(), batch, clock.now(), actor())
         except (OutboxError, DeliveryError) as exc:
             fail(f"error: {exc}")
-        return {"batch": batch, "message_id": message_id}
 
     result = in_daemon_or_here(
         ctx, "exchange-resend", batch=batch, actor=actor(), timeout=300, here=here,
@@ -228,14 +223,12 @@ def exchange_list(ctx: Context, limit: int, as_json: bool) -> None:
       badged exchange list --limit 10
       badged exchange list --json | jq '.[] | select(.state == "pending")'
     """
-    conn = open_store(ctx.host.state_dir)
-    batches = list_batches(conn, limit)
-    again = resends(conn)
+    history = batch_history(ctx.host, limit)
     if as_json:
-        click.echo(json.dumps([{**asdict(b), "resends": again.get(b.id, [])} for b in batches],
-                              indent=2, ensure_ascii=False))
+        click.echo(json.dumps([h.to_json() for h in history], indent=2, ensure_ascii=False))
         return
-    for b in batches:
+    for h in history:
+        b = h.batch
         state = f"sent {b.sent_at}" if b.state == "sent" else (
             f"{b.state}, {b.attempts} attempt(s)"
             + (f", next {b.next_attempt_at}" if b.next_attempt_at else ""))
@@ -245,5 +238,5 @@ def exchange_list(ctx: Context, limit: int, as_json: bool) -> None:
             click.echo(f"  {f.name} {f.size} bytes sha256 {f.sha256}")
         if b.last_error and b.state != "sent":
             click.echo(f"  last error: {b.last_error}")
-        for r in again.get(b.id, []):
+        for r in h.resends:
             click.echo(f"  resent {r['at']} by {r['actor']}: {r['outcome']}")

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 import click
 
-from ..store import cards, people
-from ..store.db import open_store
+from ..enrolment.people import add_person, person_record
 from . import Context, fail, main, pass_ctx, user_errors
 
 
@@ -30,17 +28,9 @@ def person() -> None:
 def person_add(ctx: Context, person_id: str, last_name: str, first_name: str, category: str,
                email: str | None, ine: str | None, birth_date: str | None) -> None:
     """Add or update a person by institutional id."""
-    conn = open_store(ctx.host.state_dir)
-    existing = people.get(conn, person_id)
-    record = people.Person(
-        id=person_id, last_name=last_name, first_name=first_name, category=category,
-        email=email, ine=ine, birth_date=birth_date, source="manual",
-    )
-    if existing is not None:  # keep what the registry knows and this command does not say
-        record = people.Person(**{**asdict(existing), **{k: v for k, v in asdict(record).items()
-                                                         if v is not None}})
-    people.upsert(conn, record)
-    click.echo(f"{'updated' if existing else 'added'} {person_id}")
+    updated = add_person(ctx.host, person_id, last_name=last_name, first_name=first_name,
+                         category=category, email=email, ine=ine, birth_date=birth_date)
+    click.echo(f"{'updated' if updated else 'added'} {person_id}")
 
 
 @person.command("show")
@@ -50,18 +40,16 @@ def person_add(ctx: Context, person_id: str, last_name: str, first_name: str, ca
 @user_errors
 def person_show(ctx: Context, person_id: str, as_json: bool) -> None:
     """Show a person and their cards."""
-    conn = open_store(ctx.host.state_dir)
-    found = people.get(conn, person_id)
+    found = person_record(ctx.host, person_id)
     if found is None:
         fail(f"error: unknown person {person_id!r}")
-    held = [asdict(c) for c in cards.for_person(conn, person_id)]
     if as_json:
-        click.echo(json.dumps({**asdict(found), "cards": held}, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(found.to_json(), indent=2, ensure_ascii=False))
         return
-    for key, value in asdict(found).items():
+    for key, value in found.person.items():
         if value is not None:
             click.echo(f"{key:<22}{value}")
-    for c in held:
+    for c in found.cards:
         click.echo(f"card                  {c['csn']} {c['state']} "
                    f"(CROUS {c['crous_number'] or '-'})")
 
@@ -78,12 +66,9 @@ def person_purge(ctx: Context, dry_run: bool, as_json: bool) -> None:
     stays as counts and checksums. The daemon does the same every day (job people-purge).
     """
     from .. import clock
-    from ..crous.exchanges import archive_dir
-    from ..enrolment.retention import purge
+    from ..enrolment.people import purge_leavers
 
-    site = ctx.host.load_site()
-    conn = open_store(ctx.host.state_dir)
-    report = purge(conn, site, archive_dir(ctx.host), clock.now(), dry_run=dry_run)
+    report = purge_leavers(ctx.host, ctx.host.load_site(), clock.now(), dry_run=dry_run)
     if report.busy:
         fail(f"error: the outbox is being delivered by {report.busy}: nothing purged, "
              "try again in a minute")

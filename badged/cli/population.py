@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from contextlib import closing
 from pathlib import Path
 
 import click
 
 from .. import clock
-from ..crous.population import PopulationError, find_source, import_population
+from ..crous.operations import import_registry
+from ..crous.population import PopulationError, find_source
 from ..crous.textfile import TextFileError
-from ..store.db import open_store
 from . import (
     Context,
     fail,
@@ -60,19 +59,17 @@ def import_command(ctx: Context, file: Path, source_name: str, strict: bool,
     counts them, so a mistyped status code shows.
     """
     site = ctx.host.load_site()
-    try:
-        source = find_source(site.school.population, source_name, site.id)
+    try:  # a source the school lacks is refused before the report file is created
+        find_source(site.school.population, source_name, site.id)
     except PopulationError as exc:
         fail(f"error: {exc}")
 
     report_file = open_report(report_path)
-    with closing(open_store(ctx.host.state_dir)) as conn:
-        try:
-            report = import_population(
-                conn, file, source_name, source, strict=strict, today=clock.today(),
-                progress=progress_printer(file, progress), tariffs=site.tariffs)
-        except (TextFileError, PopulationError) as exc:
-            if report_file is not None:
-                report_file.discard()
-            fail(str(exc) if isinstance(exc, TextFileError) else f"error: {exc}")
+    try:
+        report = import_registry(ctx.host, site, file, source_name, strict=strict,
+                                 today=clock.today(), progress=progress_printer(file, progress))
+    except (TextFileError, PopulationError) as exc:
+        if report_file is not None:
+            report_file.discard()
+        fail(str(exc) if isinstance(exc, TextFileError) else f"error: {exc}")
     finish_import(report, report_file)

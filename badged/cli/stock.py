@@ -8,9 +8,8 @@ from decimal import Decimal
 import click
 
 from .. import clock
+from ..enrolment.card_stock import costs_report, receive_cards
 from ..enrolment.lifecycle import actor
-from ..store import stock
-from ..store.db import open_store
 from . import Context, main, pass_ctx, user_errors
 
 
@@ -31,14 +30,9 @@ def stock_group() -> None:
 @user_errors
 def stock_receive(ctx: Context, quantity: int, batch_ref: str | None) -> None:
     """Record a delivery of QUANTITY blank cards (priced at the COMUE contract's price)."""
-    comue = ctx.host.load_site().comue
-    conn = open_store(ctx.host.state_dir)
-    with conn:
-        conn.execute("BEGIN IMMEDIATE")
-        stock.receive(conn, quantity, comue.unit_price_eur, comue.direct_price_eur, batch_ref,
-                      actor())
-        level = stock.level(conn)
-    click.echo(f"received {quantity} cards at {euros(comue.unit_price_eur)} €: stock is "
+    site = ctx.host.load_site()
+    level = receive_cards(ctx.host, site, quantity, batch_ref, actor())
+    click.echo(f"received {quantity} cards at {euros(site.comue.unit_price_eur)} €: stock is "
                f"{level}")
 
 
@@ -59,16 +53,10 @@ def report_costs(ctx: Context, year: int | None, as_json: bool) -> None:
     The COMUE contract is paid per card bought (received into stock), not per card issued.
     """
     site = ctx.host.load_site()
-    conn = open_store(ctx.host.state_dir)
-    if year is not None:
-        wanted = [year]
-    else:
-        seen = stock.years(conn)
-        wanted = list(range(seen[0], max(seen[-1], clock.today().year) + 1)) if seen else [
-            clock.today().year]
-    per_year = [stock.costs(conn, y) for y in wanted]
+    report = costs_report(ctx.host, year, clock.today())
+    per_year = report.years
     data = {"comue": site.school.comue, "unit_price_eur": euros(site.comue.unit_price_eur),
-            "direct_price_eur": euros(site.comue.direct_price_eur), "stock": stock.level(conn),
+            "direct_price_eur": euros(site.comue.direct_price_eur), "stock": report.stock,
             "years": [{"year": c.year, "received": c.received, "spend_eur": euros(c.spend_eur),
                        "issued": c.issued, "lost": c.lost, "replaced": c.replaced,
                        "direct_eur": euros(c.direct_eur), "savings_eur": euros(c.savings_eur)}

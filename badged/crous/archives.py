@@ -1,12 +1,19 @@
-"""The outbox's archive folder on disk: how an archive is written, and what a killed
-writer leaves behind (kept light: the daemon cleans up at start without the mail code)."""
+"""The outbox's archive folder on disk: where a sent mail is archived, how it is written
+(whole or not at all, private), how it is deleted past retention, and what a killed writer
+leaves behind. Kept light: the daemon cleans up at start without the mail code."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..store.outbox import Batch
 
 log = logging.getLogger(__name__)
 
@@ -14,6 +21,56 @@ log = logging.getLogger(__name__)
 def archive_folder(state_dir: Path) -> Path:
     """Where sent mails are archived: `<state_dir>/archive/YYYY/MM/<id>-<kind>.eml`."""
     return Path(state_dir) / "archive"
+
+
+def archive_path_for(archive_dir: Path, batch: Batch, sent_at: datetime) -> Path:
+    sent_at = sent_at.astimezone(UTC)
+    return (Path(archive_dir) / f"{sent_at:%Y}" / f"{sent_at:%m}"
+            / f"{batch.id}-{batch.kind}.eml")
+
+
+def write_archive(archive_dir: Path, batch: Batch, data: bytes, sent_at: datetime) -> Path:
+    """Write the bytes sent under `archive_path_for` (0600, folders 0700), through a
+    temporary file renamed into place: a reader never sees half an archive."""
+    path = archive_path_for(archive_dir, batch, sent_at)
+    archive_dir = Path(archive_dir)
+    archive_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder = archive_dir
+    for part in path.parent.relative_to(archive_dir).parts:
+        folder = folder / part
+        if not folder.exists():
+            folder.mkdir(mode=0o700)
+            folder.chmod(0o700)
+    tmp = temporary_name(path)
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            os.fchmod(out.fileno(), 0o600)
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def delete_archive(path: Path, archive_dir: Path) -> bool | None:
+    """Delete one archive and its month and year folders once empty (the outbox's purge
+    and the leavers' purge). True: deleted; False: already gone; None: not under
+    `archive_dir` (a path the store should never hold): left in place."""
+    root = Path(archive_dir).resolve()
+    if not path.resolve().is_relative_to(root):
+        return None
+    deleted = False
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+        deleted = True
+    for folder in (path.parent, path.parent.parent):
+        if folder.resolve() != root:
+            with contextlib.suppress(OSError):
+                folder.rmdir()          # only if empty
+    return deleted
 
 
 def temporary_name(path: Path) -> Path:

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from hashlib import blake2b
+from operator import itemgetter
 from sys import intern
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..config.model import ExchangeKind, Layout, LayoutField
 from ..config.tree import Site
 from ..store import exchanges as store
+from ..store.db import paused_gc
 from . import layouts
 from .deadlines import PARIS, academic_year_start
 from .tariffs import staff_rule
@@ -42,12 +44,11 @@ FIELDS = (F.IDENTIFIER, F.INSTITUTIONAL_ID, F.INE, F.LAST_NAME, F.FIRST_NAME, F.
 DATE_FIELDS = frozenset({F.BIRTH_DATE, F.DUE_DATE})  # the fields whose values are dates
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
+class Line(NamedTuple):
     """One person's line in a file, and why it is sent.
 
     `row` holds the values in `FIELDS` order (what the renderer writes); `values` maps
-    them by field.
+    them by field. (A named tuple: a change set makes one per person, in C.)
     """
 
     person_id: str
@@ -70,17 +71,22 @@ class ChangeSet:
     def render(self, layout: Layout, name: str) -> layouts.RenderedFile:
         """The file of these lines in `layout` (RenderError names the person whose value
         the encoding cannot carry)."""
-        return layouts.render_rows(layout, FIELDS, [line.row for line in self.lines],
-                                   name=name, row_ids=[line.person_id for line in self.lines],
-                                   date_fields=DATE_FIELDS)
+        with paused_gc():
+            return layouts.render_rows(layout, FIELDS, list(map(_ROW, self.lines)),
+                                       name=name, row_ids=list(map(_PERSON, self.lines)),
+                                       date_fields=DATE_FIELDS)
+
+
+_PERSON, _ROW = itemgetter(0), itemgetter(2)
 
 
 def _fingerprint(row: tuple[Any, ...], year: int | None) -> str:
     """A digest of what a line says: its values in `FIELDS` order, each as `str` (a date
     in ISO form, None as empty) joined by US (0x1F), then RS (0x1E) and the year if any.
 
-    Written out field by field (one f-string, no call per value): this is the hot spot of
-    a change set, and stored fingerprints must never change meaning (see the tests).
+    Written out field by field (one f-string, no call per value: faster than any
+    column-at-a-time form measured): this is the hot spot of a change set, and stored
+    fingerprints must never change meaning (see the tests).
     """
     (pid, iid, ine, last, first, email, birth, uai, company, rate, due, category, crous,
      csn) = row
@@ -140,20 +146,25 @@ class _Context:
 
     def leaving_since(self, p: tuple[Any, ...]) -> date | None:
         """The day the person's leaving became effective, if it has."""
-        left = self.date(p[_LEAVING])
+        return self.left(p[_LEAVING], p[_SOURCE], p[_END])
+
+    def left(self, leaving: str | None, source: str | None, end_text: str | None
+             ) -> date | None:
+        """The day a leaving (stored `leaving_since`, `source`, `end_of_rights`) became
+        effective, if it has."""
+        left = self.date(leaving)
         if left is not None:
-            grace = self.site.school.population.get(p[_SOURCE] or "")
+            grace = self.site.school.population.get(source or "")
             left += timedelta(days=grace.leaving_grace_days if grace else 0)
-        end = self.date(p[_END])
+        end = self.date(end_text)
         if end is not None and end < self.today:
             left = min(left, end + timedelta(days=1)) if left else end + timedelta(days=1)
         return left if left is not None and left <= self.today else None
 
-
-    def due(self, p: tuple[Any, ...]) -> date:
-        if not p[_END]:
+    def due(self, end_text: str | None) -> date:
+        if not end_text:
             return self.year_end
-        end = self.date(p[_END])
+        end = self.date(end_text)
         assert end is not None
         return min(end, self.year_end)
 
@@ -170,67 +181,85 @@ def rights_ended(left: date) -> date:
 (_ID, _INE, _LAST, _FIRST, _EMAIL, _BIRTH, _CATEGORY, _YEAR, _FIRST_YEAR, _STATUS, _INDEX,
  _END, _SOURCE, _LEAVING, _CSN, _CROUS) = range(16)
 
-
-def _row(ctx: _Context, p: tuple[Any, ...], company: int, rate: int,
-         due: date) -> tuple[Any, ...]:
-    """The line's values in `FIELDS` order."""
-    pid, birth = p[_ID], p[_BIRTH]
-    if birth:
-        birth = ctx.dates.get(birth) or ctx.date(birth)
-    # Names and categories repeat across people: one string each, not one per line (a
-    # change set holds every line until it is rendered).
-    return (pid, pid, p[_INE], intern(p[_LAST]), intern(p[_FIRST]), p[_EMAIL], birth or None,
-            ctx.uai, company, rate, due, intern(p[_CATEGORY]), p[_CROUS], p[_CSN])
+# What a person's kind, rates, due date and reason depend on: a few columns whose values
+# many people share (a registry has few distinct years, statuses, dates).
+_KEY = itemgetter(_CATEGORY, _YEAR, _FIRST_YEAR, _STATUS, _INDEX, _END, _SOURCE, _LEAVING)
 
 
-def _classify(ctx: _Context, p: tuple[Any, ...], ever_sent: set[str]
-              ) -> tuple[ExchangeKind, tuple[Any, ...], str, bool] | None:
-    """The one kind a person's line belongs to now, with (row, reason, per-year).
+class _Decision(NamedTuple):
+    """What everyone with the same `_KEY` values gets."""
+
+    kind: ExchangeKind
+    company: int
+    rate: int
+    due: date
+    reason: str
+    year: int | None  # in the fingerprint: the academic year, for the per-year kinds
+    if_ever_sent: bool  # a départ: only for people the CROUS heard of from us
+
+
+def _decide(ctx: _Context, key: tuple[Any, ...]) -> _Decision | None:
+    """The one kind the line of a person with these `_KEY` values belongs to now, if any.
 
     A person is in at most one file: a student of this year is re-enrolled or a
     primo-entrant, present staff are personnels, and whoever left (and was declared
     before) is a départ.
     """
-    student = p[_CATEGORY] == "student"
-    if (p[_LEAVING] or p[_END]) and (left := ctx.leaving_since(p)) is not None:
-        # départs: only people the CROUS heard of from us
-        if p[_ID] not in ever_sent or (student and not ctx.site.crous.departs_include_students):
+    category, year, first, status, index, end_text, source, leaving = key
+    student = category == "student"
+    if (leaving or end_text) and (left := ctx.left(leaving, source, end_text)) is not None:
+        # départs: only people the CROUS heard of from us (`if_ever_sent`)
+        if student and not ctx.site.crous.departs_include_students:
             return None
-        company = (ctx.student_rates[0] if student else
-                   ctx.staff_rates(p[_STATUS], p[_INDEX])[0])
-        row = _row(ctx, p, company, LEAVING_RATE, rights_ended(left))
-        end = ctx.date(p[_END])
-        why = (f"rights ended {p[_END]}" if end and end < ctx.today else
-               f"absent from the {p[_SOURCE]} export since {p[_LEAVING]}")
-        return ExchangeKind.DEPARTS, row, f"left: {why}; tarif {LEAVING_RATE}", False
-    reasons = ctx.reasons
+        company = (ctx.student_rates[0] if student else ctx.staff_rates(status, index)[0])
+        end = ctx.date(end_text)
+        why = (f"rights ended {end_text}" if end and end < ctx.today else
+               f"absent from the {source} export since {leaving}")
+        return _Decision(ExchangeKind.DEPARTS, company, LEAVING_RATE, rights_ended(left),
+                         f"left: {why}; tarif {LEAVING_RATE}", None, True)
+    due = ctx.due(end_text)
     if not student:
-        status, index = p[_STATUS], p[_INDEX]
         company, rate = ctx.staff_rates(status, index)
-        key = ("staff", status, index)
-        if (reason := reasons.get(key)) is None:
-            shown = index if index is not None else "-"
-            reason = reasons[key] = (f"staff {status or '(no status)'} index {shown}: "
-                                     f"{company} / {rate}")
-        return (ExchangeKind.PERSONNELS, _row(ctx, p, company, rate, ctx.due(p)), reason,
-                False)
-    if p[_YEAR] != ctx.year:
+        shown = index if index is not None else "-"
+        return _Decision(ExchangeKind.PERSONNELS, company, rate, due,
+                         f"staff {status or '(no status)'} index {shown}: {company} / {rate}",
+                         None, False)
+    if year != ctx.year:
         return None
-    first = p[_FIRST_YEAR]
     if first is None:
         kind, reason = (ExchangeKind.PRIMO_ENTRANTS,
                         f"enrolled for {ctx.season}, first enrolment year unknown")
     elif first < ctx.year:
-        key = ("re-enrolled", first)
-        if (reason := reasons.get(key)) is None:
-            reason = reasons[key] = f"re-enrolled for {ctx.season} (first enrolled {first})"
-        kind = ExchangeKind.REINSCRIPTIONS
+        kind, reason = (ExchangeKind.REINSCRIPTIONS,
+                        f"re-enrolled for {ctx.season} (first enrolled {first})")
     elif first == ctx.year:
         kind, reason = ExchangeKind.PRIMO_ENTRANTS, f"first enrolment in {ctx.season}"
     else:
         return None
     company, rate = ctx.student_rates
-    return kind, _row(ctx, p, company, rate, ctx.due(p)), reason, True
+    return _Decision(kind, company, rate, due, reason, ctx.year, False)
+
+
+class _Decisions(dict[tuple[Any, ...], "_Decision | None"]):
+    """Each `_KEY`'s decision, decided the first time it is asked for."""
+
+    def __init__(self, ctx: _Context) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def __missing__(self, key: tuple[Any, ...]) -> _Decision | None:
+        found = self[key] = _decide(self.ctx, key)
+        return found
+
+
+def _row(ctx: _Context, p: tuple[Any, ...], decision: _Decision) -> tuple[Any, ...]:
+    """The line's values in `FIELDS` order."""
+    pid, birth = p[_ID], p[_BIRTH]
+    # Names and categories repeat across people: one string each, not one per line (a
+    # change set holds every line until it is rendered).
+    return (pid, pid, p[_INE], intern(p[_LAST]), intern(p[_FIRST]), p[_EMAIL],
+            ctx.date(birth) if birth else None, ctx.uai, decision.company, decision.rate,
+            decision.due, intern(p[_CATEGORY]), p[_CROUS], p[_CSN])
 
 
 def compute(conn: sqlite3.Connection, site: Site, kind: ExchangeKind,
@@ -242,26 +271,41 @@ def compute(conn: sqlite3.Connection, site: Site, kind: ExchangeKind,
 def compute_all(conn: sqlite3.Connection, site: Site, kinds: Iterable[ExchangeKind],
                 now: datetime) -> dict[ExchangeKind, ChangeSet]:
     """The change sets of several kinds, in one pass over the people (one query: each
-    person with their active card)."""
+    person with their active card; each distinct `_KEY` decided once)."""
+    with paused_gc():
+        return _compute_all(conn, site, list(kinds), now)
+
+
+def _compute_all(conn: sqlite3.Connection, site: Site, kinds: list[ExchangeKind],
+                 now: datetime) -> dict[ExchangeKind, ChangeSet]:
     ctx = _Context(site, now)
-    kinds = list(kinds)
     sent = {kind: store.last_sent(conn, kind.value) for kind in kinds}
     ever = store.ever_sent(conn) if ExchangeKind.DEPARTS in kinds else set()
     results = {kind: ChangeSet(kind, ctx.year) for kind in kinds}
-    year = ctx.year
-    for person in store.people_for_lines(conn):
-        found = _classify(ctx, person, ever)
-        if found is None or (result := results.get(found[0])) is None:
+    decisions = _Decisions(ctx)
+    # The loop's body is written out (no call per person but the fingerprint): this is
+    # the change sets' whole cost, once per person.
+    uai, dates, date_of, new_line = ctx.uai, ctx.dates, ctx.date, tuple.__new__
+    for p in store.people_for_lines(conn):
+        decision = decisions[_KEY(p)]
+        if decision is None or (result := results.get(decision.kind)) is None:
             continue
-        kind, row, reason, per_year = found
-        fingerprint = _fingerprint(row, year if per_year else None)
-        previous = sent[kind].get(person[_ID])
-        if previous is not None and previous[0] == fingerprint:
-            result.unchanged += 1
+        kind, company, rate, due, reason, year, if_ever_sent = decision
+        pid = p[_ID]
+        if if_ever_sent and pid not in ever:
             continue
+        birth = p[_BIRTH]
+        row = (pid, pid, p[_INE], intern(p[_LAST]), intern(p[_FIRST]), p[_EMAIL],
+               (dates.get(birth) or date_of(birth)) if birth else None, uai, company, rate, due,
+               intern(p[_CATEGORY]), p[_CROUS], p[_CSN])
+        fingerprint = _fingerprint(row, year)
+        previous = sent[kind].get(pid)
         if previous is not None:
+            if previous[0] == fingerprint:
+                result.unchanged += 1
+                continue
             reason += f" (changed since batch {previous[1]})"
-        result.lines.append(Line(person[_ID], reason, row, fingerprint))
+        result.lines.append(new_line(Line, (pid, reason, row, fingerprint)))
     return results
 
 
@@ -286,23 +330,26 @@ def classify_all(conn: sqlite3.Connection, site: Site, now: datetime,
     `ever_sent`: people the CROUS heard of from us (a départ is only told to them).
     """
     ctx = _Context(site, now)
+    decisions = _Decisions(ctx)
     seen: set[str] = set()
     for person in store.people_for_lines(conn):
         if person[_ID] in seen:
             continue
         seen.add(person[_ID])
-        found = _classify(ctx, person, ever_sent)
-        if found is not None:
-            left = ctx.leaving_since(person) if person[_LEAVING] or person[_END] else None
-            yield Classified(dict(zip(_PERSON_KEYS, person, strict=True)), found[0],
-                             dict(zip(FIELDS, found[1], strict=True)), found[2], left)
+        decision = decisions[_KEY(person)]
+        if decision is None or (decision.if_ever_sent and person[_ID] not in ever_sent):
+            continue
+        left = ctx.leaving_since(person) if person[_LEAVING] or person[_END] else None
+        yield Classified(dict(zip(_PERSON_KEYS, person, strict=True)), decision.kind,
+                         dict(zip(FIELDS, _row(ctx, person, decision), strict=True)),
+                         decision.reason, left)
 
 
 def left_on(site: Site, person: Mapping[str, Any], today: date) -> date | None:
     """The day a person's leaving became effective, if it has by `today`: the day they were
     first missing from their source's full export plus its grace days, or the day after
     their rights ended, whichever comes first. The rule of `_Context.leaving_since` (which
-    reads the change sets' row tuples, with cached dates), for one person's row."""
+    reads the change sets' stored values, with cached dates), for one person's row."""
     left = _day(person["leaving_since"])
     if left is not None:
         grace = site.school.population.get(person["source"] or "")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from itertools import repeat
 from typing import Any
 
 from ..config.model import Layout, LayoutField
@@ -84,24 +85,24 @@ def render_rows(layout: Layout, fields: Sequence[LayoutField], rows: Sequence[Se
                         quoting=csv.QUOTE_MINIMAL)
     if layout.header:
         writer.writerow([c.header for c in layout.columns])
+    # A column at a time: the rows' columns picked in the layout's order (a column the
+    # rows do not carry is written empty), each distinct date formatted once, then the
+    # csv writer over the zipped columns (it writes None as "" and an int as str(int), as
+    # `render` does): no Python frame per row.
     position = {f: i for i, f in enumerate(fields)}
-    width = len(fields)  # a column the rows do not carry is written empty: (*row, None)[width]
-    picks = [position.get(c.field, width) for c in layout.columns]
-    # The csv writer writes None as "" and an int as str(int), as `render` does; only the
-    # dates need their format (each distinct date formatted once).
-    dated = [(i, _formatter(c.format or layout.date_format))
-             for i, c in enumerate(layout.columns) if c.field in date_fields]
-    padded = width in picks
-
-    def cells(row: Sequence[Any]) -> list[Any]:
-        if padded:
-            row = (*row, None)
-        out = [row[i] for i in picks]
-        for i, text in dated:
-            out[i] = text(out[i])
-        return out
-
-    writer.writerows(map(cells, rows))
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(fields)
+    picked: list[Iterable[Any]] = []
+    for c in layout.columns:
+        if (i := position.get(c.field)) is None:
+            picked.append(repeat(None, len(rows)))
+        elif c.field in date_fields:
+            text = _formatter(c.format or layout.date_format)
+            texts = {value: text(value) for value in set(columns[i])}
+            picked.append(map(texts.__getitem__, columns[i]))
+        else:
+            picked.append(columns[i])
+    del columns
+    writer.writerows(zip(*picked, strict=True))
     text = buffer.getvalue()
     try:
         content = text.encode(layout.encoding)

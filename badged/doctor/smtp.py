@@ -11,8 +11,8 @@ from ..config.errors import SecretError
 from ..config.host import Host
 from ..config.secrets import read_secret
 from ..config.tree import Site
-from ..crous.mail import SmtpSender
-from ..crous.mail import _login as smtp_login
+from ..crous.mail.smtp import SmtpSender
+from ..crous.mail.smtp import login as smtp_login
 from . import Check, fail, ok, skip
 
 

@@ -16,7 +16,6 @@ Logs say counts only: never a person's id, name or any of their values.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from ..config.tree import Site
+from ..crous.archives import delete_archive
 from ..crous.changes import left_on
 from ..crous.deadlines import PARIS
 from ..crous.mail import LEASE as OUTBOX_LEASE
@@ -137,17 +137,11 @@ def _purge(conn: sqlite3.Connection, site: Site, archive_dir: Path, now: datetim
 
 def _delete_archives(paths: list[Path], archive_dir: Path) -> int:
     """Delete archived .eml files under `archive_dir` (and their folders once empty)."""
-    root = archive_dir.resolve()
     deleted = 0
     for path in paths:
-        if not path.resolve().is_relative_to(root):
-            log.warning("retention: an archive outside %s was left in place", root)
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            deleted += 1
-        for folder in (path.parent, path.parent.parent):
-            if folder.resolve() != root:
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
+        done = delete_archive(path, archive_dir)
+        if done is None:
+            log.warning("retention: an archive outside %s was left in place",
+                        archive_dir.resolve())
+        deleted += bool(done)
     return deleted

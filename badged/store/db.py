@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sqlite3
 import threading
@@ -107,6 +108,33 @@ class SharedStore:
 # Page cache during a bulk import (KiB). The default 2 MiB thrashes on a 100 000-row batch:
 # random keys touch every page of the indexes, over and over.
 BULK_CACHE_KIB = 64 * 1024
+
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0  # bulk passes running now (threads of one process)
+_gc_was_enabled = True
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection during a bulk pass over people (an import, the change
+    sets, a rendering): such a pass makes a few hundred thousand tuples, none in a cycle
+    (reference counting frees them all), and the collector, triggered every 700 of them,
+    would walk the growing heap again and again (a fifth of the pass's time). Nested and
+    concurrent passes are counted: the collector is back when the last one ends."""
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 class BulkWrite:

@@ -23,7 +23,8 @@ from reportkit import counted
 import badged.cli.population  # noqa: F401  (registers `badged population`)
 from badged.cli import main
 from badged.config.model import PopulationSource
-from badged.crous.population import _Rows, import_population
+from badged.crous.population import import_population
+from badged.crous.registry_export import ExportRows
 from badged.store.db import DB_NAME, open_store
 
 REPO = Path(__file__).parents[2]
@@ -381,8 +382,8 @@ def test_slow_path_agrees_with_fast_path(variant: str) -> None:
               "ANNEE_PREMIERE_INSCRIPTION")
     clean = ("20250001;1234567890A;Durand;Élodie;14/03/2006;ICM;elodie.durand@example.org;2026;"
              "2026")
-    fast = [tuple(row) for row in _Rows("f", [header, clean], {}, source, None)]
-    slow = [tuple(row) for row in _Rows("f", [header, variant], {}, source, None)]
+    fast = [tuple(row) for row in ExportRows("f", [header, clean], {}, source, None)]
+    slow = [tuple(row) for row in ExportRows("f", [header, variant], {}, source, None)]
     assert fast == [(2, "20250001", "1234567890A", "Durand", "Élodie", "2006-03-14",
                      "elodie.durand@example.org", "2026", "2026")]
     # Years: the slow path gives integers, the fast path digits for the INTEGER column.

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from daemonkit import DaemonProcess, Notifications, Site, make_site
+from daemonkit import DaemonProcess, Notifications, Site, StartDaemon, make_site
 
 from badged.demo.pcscd_sandbox import PcscdSandbox
-
-StartDaemon = Callable[..., DaemonProcess]
 
 
 @pytest.fixture

@@ -316,6 +316,10 @@ class DaemonProcess:
             self.proc.wait()
 
 
+# What the `start_daemon` fixture (conftest.py) hands a test.
+StartDaemon = Callable[..., DaemonProcess]
+
+
 def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
     """(name, labels, value) of each sample of a text exposition."""
     out = []

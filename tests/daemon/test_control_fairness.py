@@ -10,8 +10,7 @@ import json
 import socket
 import subprocess
 
-from conftest import StartDaemon
-from daemonkit import BADGED
+from daemonkit import BADGED, StartDaemon
 
 BAD_REQUESTS = [
     (b'{"op": "enrol", "person": "\\ud800"}\n', "lone surrogate"),

@@ -14,8 +14,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import StartDaemon
-from daemonkit import CARD, ENROLMENT, LOOKUP, Site, samples, wait_until
+from daemonkit import CARD, ENROLMENT, LOOKUP, Site, StartDaemon, samples, wait_until
 
 from badged.cards.simulator import SimulatedDesfire
 from badged.cards.vpcd import VpcdCard

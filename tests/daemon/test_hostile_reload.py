@@ -10,8 +10,7 @@ import signal
 import time
 from pathlib import Path
 
-from conftest import StartDaemon
-from daemonkit import Site
+from daemonkit import Site, StartDaemon
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "config"
 HOSTILE = ["yaml-alias-bomb", "yaml-recursive-alias", "yaml-deep-nesting", "yaml-complex-key",

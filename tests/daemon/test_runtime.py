@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import StartDaemon
 from daemonkit import (
     BADGED,
     CARD,
@@ -31,6 +30,7 @@ from daemonkit import (
     REPO,
     Notifications,
     Site,
+    StartDaemon,
     free_port,
     samples,
     wait_until,

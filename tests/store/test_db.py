@@ -108,3 +108,29 @@ def test_opening_the_store_twice_in_one_process_keeps_both_connections_sound(
     second.close()
     first.close()
     assert other_process("SELECT count(*) FROM people") == "2"
+
+
+def test_paused_gc_nests_and_restores_the_collector() -> None:
+    """Bulk passes pause the cyclic collector; nested (or concurrent) passes keep it paused
+    until the last ends, and a collector that was off stays off."""
+    import gc
+
+    from badged.store.db import paused_gc
+
+    assert gc.isenabled()
+    with paused_gc():
+        assert not gc.isenabled()
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer pass still runs
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), paused_gc():
+        raise RuntimeError("a failed pass")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()  # off before: left off
+    finally:
+        gc.enable()
