@@ -87,7 +87,7 @@ def get(conn: sqlite3.Connection, csn: str) -> CrousCard | None:
 
 
 def count(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT count(*) FROM crous_cards").fetchone()[0])
+    return int(conn.execute("SELECT count(*) FROM crous_card_links").fetchone()[0])
 
 
 class Links:
