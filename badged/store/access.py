@@ -6,6 +6,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # Cards that are (or were) in use; `destroyed` is kept so that a card destroyed while
 # active is blocked, never silently left valid in the door system.
@@ -28,8 +29,9 @@ class ExportState:
     next_attempt_at: float | None
 
 
-@dataclass(frozen=True)
-class DeliveredCard:
+class DeliveredCard(NamedTuple):
+    """One card the door system holds (a tuple: an export reads tens of thousands)."""
+
     person_id: str
     status: str  # valid | blocked
     fingerprint: str
