@@ -19,7 +19,6 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 from hashlib import blake2b
 from operator import itemgetter
 from sys import intern
@@ -80,29 +79,17 @@ class ChangeSet:
 _PERSON, _ROW = itemgetter(0), itemgetter(2)
 
 
-def _fingerprint(row: tuple[Any, ...], year: int | None) -> str:
-    """A digest of what a line says: its values in `FIELDS` order, each as `str` (a date
-    in ISO form, None as empty) joined by US (0x1F), then RS (0x1E) and the year if any.
+def _text(value: Any) -> str:
+    """A value as a line's fingerprint writes it: None as empty, anything else as `str` (a
+    date in ISO form).
 
-    Written out field by field (one f-string, no call per value: faster than any
-    column-at-a-time form measured): this is the hot spot of a change set, and stored
-    fingerprints must never change meaning (see the tests).
+    The fingerprint is a 16-byte BLAKE2b, in hex, of the line's values in `FIELDS` order,
+    each as `_text`, joined by US (0x1F), then RS (0x1E) and the year for the per-year
+    kinds (each year's file is sent anew). Stored fingerprints are compared with every
+    later run: this meaning must never change (a changed one re-sends everyone; the tests
+    hold every line to it).
     """
-    (pid, iid, ine, last, first, email, birth, uai, company, rate, due, category, crous,
-     csn) = row
-    text = (f"{pid}\x1f{iid}\x1f{'' if ine is None else ine}\x1f"
-            f"{'' if last is None else last}\x1f{'' if first is None else first}\x1f"
-            f"{'' if email is None else email}\x1f{'' if birth is None else _iso(birth)}\x1f"
-            f"{'' if uai is None else uai}\x1f{'' if company is None else company}\x1f"
-            f"{'' if rate is None else rate}\x1f{'' if due is None else _iso(due)}\x1f"
-            f"{'' if category is None else category}\x1f{'' if crous is None else crous}\x1f"
-            f"{'' if csn is None else csn}")
-    if year is not None:
-        text += f"\x1e{year}"
-    return blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-_iso = lru_cache(maxsize=4096)(str)  # dates repeat (due dates, birth dates): format once
+    return "" if value is None else str(value)
 
 
 class _Context:
@@ -276,31 +263,80 @@ def compute_all(conn: sqlite3.Connection, site: Site, kinds: Iterable[ExchangeKi
         return _compute_all(conn, site, list(kinds), now)
 
 
+class _Plan(NamedTuple):
+    """What the change sets do with everyone of the same `_KEY`: the set their line goes
+    to, what that kind last sent, their decision's values, and the parts of the
+    fingerprint's text they all share (so a line writes only its own values)."""
+
+    result: ChangeSet
+    sent: dict[str, tuple[str, int]]  # person id → (fingerprint, batch id) last sent
+    if_ever_sent: bool
+    company: int
+    rate: int
+    due: date
+    reason: str
+    middle: str  # RNE, rates, due date, category: between the birth date and the CROUS number
+    tail: str  # RS and the academic year, or empty
+
+
+class _Plans(dict[tuple[Any, ...], "_Plan | None"]):
+    """Each `_KEY`'s plan (None: no line, or a line of a kind not asked for), made the
+    first time it is asked for."""
+
+    def __init__(self, ctx: _Context, results: dict[ExchangeKind, ChangeSet],
+                 sent: dict[ExchangeKind, dict[str, tuple[str, int]]]) -> None:
+        super().__init__()
+        self.decisions, self.results, self.sent = _Decisions(ctx), results, sent
+        self.uai = ctx.uai
+
+    def __missing__(self, key: tuple[Any, ...]) -> _Plan | None:
+        found = None
+        d = self.decisions[key]
+        if d is not None and (result := self.results.get(d.kind)) is not None:
+            # the fingerprint's fields 8 to 12 (see `_text`; the category is in the key)
+            middle = "\x1f".join(map(_text, (self.uai, d.company, d.rate, d.due,
+                                             key[0])))
+            found = _Plan(result, self.sent[d.kind], d.if_ever_sent, d.company, d.rate,
+                          d.due, d.reason, middle, "" if d.year is None else f"\x1e{d.year}")
+        self[key] = found
+        return found
+
+
 def _compute_all(conn: sqlite3.Connection, site: Site, kinds: list[ExchangeKind],
                  now: datetime) -> dict[ExchangeKind, ChangeSet]:
     ctx = _Context(site, now)
     sent = {kind: store.last_sent(conn, kind.value) for kind in kinds}
     ever = store.ever_sent(conn) if ExchangeKind.DEPARTS in kinds else set()
     results = {kind: ChangeSet(kind, ctx.year) for kind in kinds}
-    decisions = _Decisions(ctx)
-    # The loop's body is written out (no call per person but the fingerprint): this is
-    # the change sets' whole cost, once per person.
-    uai, dates, date_of, new_line = ctx.uai, ctx.dates, ctx.date, tuple.__new__
+    plans = _Plans(ctx, results, sent)
+    # birth date text → (date, ISO text): a registry has few distinct ones
+    days: dict[Any, tuple[date | None, str]] = {None: (None, "")}
+    # The loop's body is written out (no call per person): it is the change sets' whole
+    # cost. The row is `_row`'s; the fingerprint's text (see `_text`) is written with the
+    # plan's shared parts (the tests hold both to their one-line forms). Copying a
+    # prepared hasher costs a third of making one with a digest size.
+    uai, new_line, hasher = ctx.uai, tuple.__new__, blake2b(digest_size=16).copy
     for p in store.people_for_lines(conn):
-        decision = decisions[_KEY(p)]
-        if decision is None or (result := results.get(decision.kind)) is None:
+        if (plan := plans[_KEY(p)]) is None:
             continue
-        kind, company, rate, due, reason, year, if_ever_sent = decision
-        pid = p[_ID]
+        result, done, if_ever_sent, company, rate, due, reason, middle, tail = plan
+        (pid, ine, last, first, email, birth, category, _, _, _, _, _, _, _, csn,
+         crous) = p
         if if_ever_sent and pid not in ever:
             continue
-        birth = p[_BIRTH]
-        row = (pid, pid, p[_INE], intern(p[_LAST]), intern(p[_FIRST]), p[_EMAIL],
-               (dates.get(birth) or date_of(birth)) if birth else None, uai, company, rate, due,
-               intern(p[_CATEGORY]), p[_CROUS], p[_CSN])
-        fingerprint = _fingerprint(row, year)
-        previous = sent[kind].get(pid)
-        if previous is not None:
+        last, first = intern(last), intern(first)  # (`_row`'s order: the same errors)
+        if (day := days.get(birth)) is None:
+            born = ctx.date(birth) if birth else None
+            day = days[birth] = (born, "" if born is None else str(born))
+        row = (pid, pid, ine, last, first, email, day[0], uai, company, rate, due,
+               intern(category), crous, csn)
+        digest = hasher()
+        digest.update(
+            f"{pid}\x1f{pid}\x1f{'' if ine is None else ine}\x1f{last}\x1f{first}\x1f"
+            f"{'' if email is None else email}\x1f{day[1]}\x1f{middle}\x1f"
+            f"{'' if crous is None else crous}\x1f{'' if csn is None else csn}{tail}".encode())
+        fingerprint = digest.hexdigest()
+        if (previous := done.get(pid)) is not None:
             if previous[0] == fingerprint:
                 result.unchanged += 1
                 continue

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from operator import itemgetter
-from typing import Any
 
 # What a person's line is made of, in this order (see crous/changes.py).
 PERSON_COLUMNS = ("p.id", "p.ine", "p.last_name", "p.first_name", "p.email", "p.birth_date",
@@ -14,12 +12,11 @@ PERSON_COLUMNS = ("p.id", "p.ine", "p.last_name", "p.first_name", "p.email", "p.
                   "c.crous_number")
 
 
-def people_for_lines(conn: sqlite3.Connection) -> Iterator[tuple[Any, ...]]:
+def people_for_lines(conn: sqlite3.Connection) -> sqlite3.Cursor:
     """Every person as a plain tuple of PERSON_COLUMNS (with their active card's CSN and
-    CROUS number, if any), by id: one query for the whole change-set pass."""
-    cursor = conn.cursor()
-    cursor.row_factory = None  # plain tuples: a Row per person costs more than the work
-    yield from cursor.execute(
+    CROUS number, if any), by id: one query for the whole change-set pass (a cursor, which
+    the change sets read a chunk at a time)."""
+    return _tuples(conn).execute(
         f"SELECT {', '.join(PERSON_COLUMNS)} FROM people p LEFT JOIN cards c "
         "ON c.person_id = p.id AND c.state = 'active' ORDER BY p.id")
 
