@@ -112,7 +112,8 @@ def import_population(conn: sqlite3.Connection, path: Path, source_name: str,
     lines, undecodable = read_export(path, source)
     rows = ExportRows(str(path), lines, undecodable, source, progress)
     category = source.category.value
-    with paused_gc(), people.staged(conn, rows.columns, rows) as batch:
+    with paused_gc(), people.staged(conn, rows.columns, rows, category=category,
+                                    source=source_name) as batch:
         batch.present(rows.present)
         rejections = list(rows.rejections)
         if not {"last_name", "first_name"} <= set(rows.columns):
