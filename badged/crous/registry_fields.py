@@ -144,7 +144,8 @@ class FieldRule:
             return values, bad
         if self.field is PersonField.STATUS_CODE:
             return [value.lower() or None for value in values], bad
-        # Years and indexes stay digits: the staging table's INTEGER affinity converts them.
+        # Years and indexes stay digits: the INTEGER affinity of the table they go to
+        # (staging, or people for a first import) converts them.
         return [value or None for value in values], bad
 
     def _date(self, value: str) -> Any:

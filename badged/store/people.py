@@ -3,7 +3,8 @@
 Registry exports (`badged population import`) feed this table in bulk through `staged`: the
 file's good rows go into a temporary table with one `executemany`, then INE conflicts,
 counts, the upsert and the leaving marks are each one SQL statement joining that table to
-`people`. Nothing is committed unless `ImportBatch.write` was called.
+`people`. A first import (nobody stored yet) has nothing to join: its rows go straight into
+`people` (`_FirstImport`). Nothing is committed unless `ImportBatch.write` was called.
 
 Leaving: a person absent from a full export of their source gets `leaving_since` (the day it
 was first noticed; kept while they stay absent, cleared when they come back). The mark is
