@@ -326,6 +326,10 @@ class CrousClient:
                          json={"currentIdentifier": current, "email": email,
                                "newIdentifier": new})
 
+    def reopen_holder(self, identifier: str) -> Answer:
+        """Re-open a closed account (accountStatus CLOTURE or CLOTURE_EN_COURS)."""
+        return self.call("reopen-holder", "DELETE", f"/closed-rightholders/{_seg(identifier)}")
+
     def get_card(self, identifier: str, id_zdc: int) -> Answer:
         return self.call("get-card", "GET",
                          f"/rightholders/{_seg(identifier)}/smartcard/{id_zdc}")

@@ -386,3 +386,44 @@ def test_a_cancel_in_flight_at_a_crash_is_looked_up_not_sent_again(school, peer)
     assert [c[0] for c in school.calls()] == ["GET"]
     assert not [w for w in peer.writes if w[0] == "PATCH"]
     assert school.sync().calls == 0
+
+
+CLOSED_HOLDER = {"firstName": "P", "lastName": "N", "email": "x@example.org",
+                 "dueDate": "2030-01-01T00:00:00.000Z", "idCompanyRate": 78, "idRate": 2,
+                 "simpleBirthDate": "1980-01-02", "ine": None, "rneOrgCode": "0000000A"}
+
+
+@pytest.mark.parametrize("status", ["CLOTURE", "CLOTURE_EN_COURS"])
+def test_a_closed_account_found_is_reopened_before_its_card_is_added(school, peer, status):
+    school.staff("S1")
+    school.card("S1", S1, 36000003)
+    peer.add_holder({"identifier": "S1", **CLOSED_HOLDER}, accountStatus=status)
+    report = school.sync()
+    assert report.failed == 0, school.errors()
+    assert ("DELETE", "/beforeizly/v1/closed-rightholders/S1", None) in peer.writes
+    assert peer.holders["S1"]["accountStatus"] == "ACTIF" and 36000003 in peer.cards
+    assert school.sync().calls == 0
+
+
+def test_an_account_closed_since_last_told_is_reopened_when_a_card_is_added(school, peer):
+    """The holder is unchanged (no look-up): the card creation's 404 tells it is closed."""
+    populated(school)
+    school.sync()
+    peer.holders["S1"]["accountStatus"] = "CLOTURE"
+    new_card = "04A1B2C3D4E5F9"
+    school.card("S1", new_card, 36000009)
+    report = school.sync()
+    assert report.failed == 0, school.errors()
+    assert peer.holders["S1"]["accountStatus"] == "ACTIF"
+    assert peer.cards[36000009]["holder"] == "S1"
+
+
+def test_a_leavers_closed_account_stays_closed(school, peer):
+    populated(school)
+    school.sync()
+    peer.holders["S1"]["accountStatus"] = "CLOTURE"
+    school.leave("S1", days_ago=40)
+    report = school.sync()
+    assert report.failed == 0, school.errors()
+    assert peer.holders["S1"]["accountStatus"] == "CLOTURE" and peer.holders["S1"]["idRate"] == 99
+    assert not any(w[0] == "DELETE" for w in peer.writes)

@@ -1,7 +1,8 @@
 """The holder steps of a sync run: find the holder (by its identifier, then the person's
 other ids, renaming it with PATCH), create it, or update it: staff fully, students only what
 we own (identifier, ine, rneOrgCode, idCompanyRate) and a longer dueDate; a leaver's past
-dueDate becomes now + 3 h. A creation or rename whose answer was lost is looked up first."""
+dueDate becomes now + 3 h; a closed account is re-opened (not a leaver's). A creation or
+rename whose answer was lost is looked up first."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ class HolderSteps(Session):
         if current is None:  # "exists" said on creation, yet not found: retried next run
             raise Failure("create-holder", 422, "-11", "the CROUS says the holder exists "
                           "but it cannot be found under its identifiers", False)
+        self._reopen_if_closed(d.identifier, current)
         body, changed = self._update_body(d, current)
         if changed:
             answer = self._call(self.client.update_holder, d.identifier, body)
