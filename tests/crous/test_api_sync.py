@@ -427,3 +427,21 @@ def test_a_leavers_closed_account_stays_closed(school, peer):
     assert report.failed == 0, school.errors()
     assert peer.holders["S1"]["accountStatus"] == "CLOTURE" and peer.holders["S1"]["idRate"] == 99
     assert not any(w[0] == "DELETE" for w in peer.writes)
+
+
+def test_a_student_at_the_crous_stays_one_when_the_school_has_them_as_staff(school, peer):
+    """idCompanyRate 10 stays 10, and what the CROUS owns of a student stays too."""
+    school.staff("S1")
+    school.card("S1", S1, 36000003)
+    peer.add_holder({"identifier": "S1", "firstName": "Zoé", "lastName": "CVEC",
+                     "email": "cvec@example.org", "dueDate": "2030-01-01T00:00:00.000Z",
+                     "idCompanyRate": 10, "idRate": 98, "simpleBirthDate": "2001-02-03",
+                     "ine": None, "rneOrgCode": "0000000A"})
+    report = school.sync()
+    assert report.failed == 0, school.errors()
+    holder = peer.holders["S1"]
+    assert (holder["idCompanyRate"], holder["idRate"]) == (10, 98)
+    assert (holder["firstName"], holder["lastName"], holder["email"],
+            holder["simpleBirthDate"]) == ("Zoé", "CVEC", "cvec@example.org", "2001-02-03")
+    assert holder["rneOrgCode"] == school.site.school.uai
+    assert 36000003 in peer.cards
