@@ -445,3 +445,21 @@ def test_a_student_at_the_crous_stays_one_when_the_school_has_them_as_staff(scho
             holder["simpleBirthDate"]) == ("Zoé", "CVEC", "cvec@example.org", "2001-02-03")
     assert holder["rneOrgCode"] == school.site.school.uai
     assert 36000003 in peer.cards
+
+
+def test_a_card_known_at_the_crous_whose_read_says_nothing_of_a_cancel_is_revalidated(
+        school, peer):
+    """A card read without cancelDate may be a cancelled card: revalidated, not assumed
+    active (the card read's fields beyond the creation's are not documented)."""
+    populated(school)
+    school.sync()
+    peer.cards[36000009] = {"idTransmitter": 65, "idMapping": 1, "idZdc": 36000009,
+                            "zdcCreationDate": "2026-09-01T00:00:00.000Z", "pixSs": "03",
+                            "pixNn": "0000", "appl": "D1", "uid": "04A1B2C3D4E5F9",
+                            "rid": "04A1B2C3D4E5F9", "holder": "S1"}
+    school.card("S1", "04A1B2C3D4E5F9", 36000009)
+    school.calls()
+    report = school.sync()
+    assert report.failed == 0, school.errors()
+    assert [c[0] for c in school.calls()] == ["GET", "PATCH"]
+    assert peer.cards[36000009]["revalidationDate"]

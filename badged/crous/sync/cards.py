@@ -1,8 +1,9 @@
-"""The card steps of a sync run: an active card is added (or revalidated when the CROUS has
-it cancelled); a lost, stolen, broken, expired or destroyed one is cancelled with its reason
-(DP, DV, CD, HS; 404: the CROUS does not know it, done). A card creation answered 404
-means a closed account: it is re-opened (not a leaver's) and the card sent again. A write
-in flight at a crash, or whose answer was lost, is looked up before it is sent again."""
+"""The card steps of a sync run: an active card is added (or revalidated when the CROUS
+knows it, unless its read shows it active); a lost, stolen, broken, expired or destroyed
+one is cancelled with its reason (DP, DV, CD, HS; 404: the CROUS does not know it, done).
+A card creation answered 404 means a closed account: it is re-opened (not a leaver's) and
+the card sent again. A write in flight at a crash, or whose answer was lost, is looked up
+before it is sent again."""
 
 from __future__ import annotations
 
@@ -62,11 +63,14 @@ class CardSteps(Session):
         if look_first or (c.told is not None and c.told.pending_write):
             known = self._card_state(c, identifier)
             if known is not None:
-                if known.get("cancelDate"):
-                    self._revalidate(c, identifier)
-                else:
+                # Known at the CROUS: revalidated, unless its read says it is not cancelled
+                # (a read without cancelDate says nothing: revalidating an active card
+                # changes nothing, leaving a cancelled one would lose the person's card).
+                if "cancelDate" in known and not known["cancelDate"]:
                     self._settled(c, identifier, "active")
                     self.report.done += 1
+                else:
+                    self._revalidate(c, identifier)
                 return
         row = csv_card(self.conn, c.csn)
         if row is None:

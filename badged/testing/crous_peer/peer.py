@@ -294,5 +294,6 @@ class CrousPeer:
     def show_card(self, id_zdc: int) -> dict[str, Any]:
         card = {k: v for k, v in self.cards[id_zdc].items() if k != "holder"}
         for key in ("zdcCreationDate", "cancelDate", "revalidationDate"):
-            card[key] = self.show_date(card.get(key))
+            if key in card:  # a card preset without one is shown without it
+                card[key] = self.show_date(card[key])
         return card
