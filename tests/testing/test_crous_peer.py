@@ -41,6 +41,7 @@ def http(peer: CrousPeer) -> Iterator[httpx.Client]:
     with peer.lock:
         peer.holders.clear()
         peer.cards.clear()
+        peer.card_uids.clear()
     with httpx.Client(base_url=peer.base_url + "/beforeizly/v1") as client:
         token = httpx.post(peer.token_url, params={"grant_type": "client_credentials"},
                            headers={"Authorization": BASIC}).json()["access_token"]

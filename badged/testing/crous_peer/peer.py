@@ -50,6 +50,7 @@ class CrousPeer:
         self.lock = threading.RLock()
         self.holders: dict[str, dict[str, Any]] = {}
         self.cards: dict[int, dict[str, Any]] = {}   # idZdc → card (with "holder")
+        self.card_uids: dict[str, int] = {}           # uid → idZdc of the cards added
         self.tokens: dict[str, float] = {}            # token → monotonic expiry
         self.faults: list[Fault] = []
         self.writes: list[tuple[str, str, Any]] = []  # (method, path, body) applied
@@ -223,8 +224,9 @@ class CrousPeer:
                 if self.holders[identifier]["accountStatus"] in CLOSED:
                     # What the known client reads from this answer: the account is closed.
                     raise RefusedError(404, None, "Compte clôturé")
-                if card["idZdc"] in self.cards:
-                    raise RefusedError(422, "-30", "Carte déjà connue")
+                if card["idZdc"] in self.cards or card["uid"] in self.card_uids:
+                    raise RefusedError(422, "-30", "Carte déjà connue")  # a CSN is one card
+                self.card_uids[card["uid"]] = card["idZdc"]
                 self.cards[card["idZdc"]] = {**card, "holder": identifier, "cancelDate": None,
                                              "reason": None, "revalidationDate": None}
                 self.writes.append((method, path, body))
