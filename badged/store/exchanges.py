@@ -14,8 +14,8 @@ PERSON_COLUMNS = ("p.id", "p.ine", "p.last_name", "p.first_name", "p.email", "p.
 
 def people_for_lines(conn: sqlite3.Connection) -> sqlite3.Cursor:
     """Every person as a plain tuple of PERSON_COLUMNS (with their active card's CSN and
-    CROUS number, if any), by id: one query for the whole change-set pass (a cursor, which
-    the change sets read a chunk at a time)."""
+    CROUS number, if any), by id: one query for the whole change-set pass (the cursor
+    itself: iterated in C, where a generator would add a frame per person)."""
     return _tuples(conn).execute(
         f"SELECT {', '.join(PERSON_COLUMNS)} FROM people p LEFT JOIN cards c "
         "ON c.person_id = p.id AND c.state = 'active' ORDER BY p.id")
