@@ -203,6 +203,8 @@ def _checked_fields(line: str) -> Sequence[str] | None:
         raise _BadRowError(Problem(f"bad CSV quoting: {exc}")) from None
     if not any(fields):
         return None
+    if any(char < " " for field in fields for char in field):
+        raise _BadRowError(Problem("a field holds a control character (NUL, tab…)"))
     fields = _without_trailing_empty(fields)
     if len(fields) != len(HEADER):
         raise _BadRowError(Problem(f"expected {len(HEADER)} fields separated by ';'",

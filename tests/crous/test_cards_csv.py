@@ -106,6 +106,9 @@ BAD_ROWS = [  # fixture, errors by line (no value: a CSN is personal), summary, 
                         "3 bytes"],
      "5 read, 2 imported, 0 unchanged, 3 rejected",
      [GOOD[0], ("0471928A", "0471928A", 36882379, *GOOD[1][3:])]),
+    # One NUL byte in a row: that row is rejected, not the file as binary.
+    ("nul-in-row.csv", ["3: a field holds a control character (NUL, tab…)"],
+     "3 read, 2 imported, 0 unchanged, 1 rejected", [GOOD[0], GOOD[2]]),
     # Every line ends in ';' (an empty 13th column: accepted), line 3 has a 13th value.
     ("trailing-separator.csv", ["3: expected 12 fields separated by ';': found 13"],
      "3 read, 2 imported, 0 unchanged, 1 rejected", [GOOD[0], GOOD[2]]),
