@@ -161,6 +161,28 @@ def test_get_file_settings_parse() -> None:
     assert fs.size == 32
 
 
+def test_get_file_settings_by_file_type() -> None:
+    """Value files (17 bytes) and record files (13) parse; a wrong length is malformed."""
+    value = "0201" + "E000" + "00000000" + "E8030000" + "00000000" + "00"
+    record = "0400" + "E010" + "100000" + "0A0000" + "030000"
+    script = Script([("90F50000010100", value + "9100"), ("90F50000010200", record + "9100")])
+    card = DesfireCard(script)
+    fs = card.get_file_settings(1)
+    assert (fs.file_type, fs.comm, fs.access.read, fs.size) == (2, CommMode.MAC, 0, None)
+    fs = card.get_file_settings(2)
+    assert (fs.file_type, fs.access.read, fs.access.write, fs.size) == (4, 1, 0, 16)
+    for reply, message in [
+        (value[:-2], "value file settings are 17 bytes, got 16"),
+        (record + "00", "cyclic record file settings are 13 bytes, got 14"),
+        ("0000E01020000000", "standard file settings are 7 bytes, got 8"),
+        ("0700E010", "file type 0x07 is not an EV1 file type"),
+    ]:
+        bad = Script([("90F50000010100", reply + "9100")])
+        with pytest.raises(errors.MalformedResponse, match=f"^GetFileSettings: malformed "
+                           f"response: {message}"):
+            DesfireCard(bad).get_file_settings(1)
+
+
 def test_get_key_settings_and_ids() -> None:
     script = Script(
         [
