@@ -257,7 +257,7 @@ def test_legacy_2k3des_token_is_deciphered_in_send_mode() -> None:
 def test_an_error_status_ends_the_session_and_a_wrong_key_leaves_none() -> None:
     """After 91 9D the next reply is plain with no CMAC; a refused key (91 AE after the
     token) leaves no session either."""
-    auth, sk = aes_session(K_AES, RND_A16, RND_B16)
+    auth, _sk = aes_session(K_AES, RND_A16, RND_B16)
     ek_b_other = AES.new(K_AES, AES.MODE_CBC, iv=bytes(16)).encrypt(RND_B16)
     card = Card([*auth, H("919D"), H("109100"), ek_b_other + H("91AF"), H("91AE"),
                  H("209100")])
