@@ -81,9 +81,11 @@ def csn_forms(csn: bytes) -> dict[str, str]:
 def decode(data: bytes, how: Decode, meaning: Meaning) -> str:
     """A file's bytes as text: ASCII (NUL padding dropped), BCD (F padding), hex or UUID."""
     if how is Decode.UUID:
-        if len(data) < 16:
-            raise DecodeError(f"{len(data)} bytes cannot hold a UUID (16)")
-        text = str(uuid.UUID(bytes=data[:16]))
+        # An ESCN file is 16 bytes: a longer answer is not a UUID with something after it
+        # (a profile that wants part of a file says so with `length`).
+        if len(data) != 16:
+            raise DecodeError(f"{len(data)} bytes is not a UUID (16 bytes)")
+        text = str(uuid.UUID(bytes=data))
     elif how is Decode.HEX:
         text = data.hex().upper()
     elif how is Decode.BCD:
