@@ -8,8 +8,9 @@ own `.import` on a 100 000-row batch (bench/import_cards.py).
 Hence two parsing paths that accept exactly the same lines:
 - the fast path: one compiled regular expression (`_FAST_LINE`) checks and splits a clean
   line in C; the few distinct EMETTEUR and DATE_CREATION values go through small caches;
-- the slow path (`_checked_fields`): anything else (spaces around fields, quotes, blank or
-  bad lines) is split, stripped and checked field by field, to say exactly what is wrong.
+- the slow path (`_checked_fields`): anything else (spaces around fields, quotes, a
+  trailing `;`, blank or bad lines) is split, stripped and checked field by field, to say
+  exactly what is wrong.
 Both are built from the same field patterns; only the slow path strips whitespace, and the
 fast path leaves the evenness of hex byte strings to one length check.
 """
@@ -144,7 +145,7 @@ def read_lines(path: Path) -> list[str]:
 
 def _check_header(file: str, line: str) -> None:
     try:
-        found = tuple(field.strip() for field in _split(line))
+        found = tuple(_without_trailing_empty([field.strip() for field in _split(line)]))
     except csv.Error as exc:
         raise CardsFileError(file, f"header: bad CSV quoting: {exc}") from None
     if found == HEADER:
@@ -162,6 +163,14 @@ def _check_header(file: str, line: str) -> None:
             [f"unexpected {', '.join(unexpected)}"] if unexpected else [])
         reason = f"bad header ({'; '.join(problems)}): expected {EXPECTED_HEADER}"
     raise CardsFileError(file, reason)
+
+
+def _without_trailing_empty(fields: list[str]) -> list[str]:
+    """Drop empty fields past the twelfth: a `;` ending every line (spreadsheet exports)
+    adds an empty column that carries nothing; a non-empty extra field stays an error."""
+    while len(fields) > len(HEADER) and not fields[-1]:
+        fields.pop()
+    return fields
 
 
 def _split(line: str) -> list[str]:
@@ -191,6 +200,7 @@ def _checked_fields(line: str) -> Sequence[str] | None:
         raise _BadRowError(Problem(f"bad CSV quoting: {exc}")) from None
     if not any(fields):
         return None
+    fields = _without_trailing_empty(fields)
     if len(fields) != len(HEADER):
         raise _BadRowError(Problem(f"expected {len(HEADER)} fields separated by ';'",
                                    detail=f"found {len(fields)}"))

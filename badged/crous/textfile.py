@@ -1,6 +1,7 @@
 """Text files from other systems (CROUS, registry exports): decode what they really are.
 
-None of them states an encoding: accept UTF-8 (with or without BOM), else Windows-1252;
+None of them states an encoding: accept UTF-8 (with or without BOM), else Windows-1252,
+else Latin-1 (the five bytes Windows-1252 leaves undefined are Latin-1 control characters);
 refuse binary and UTF-16 with a clear reason. Lines end in CRLF, LF or (old Macs) CR.
 """
 
@@ -31,7 +32,7 @@ def decode(file: str, data: bytes) -> str:
     try:
         return data.decode("cp1252")
     except UnicodeDecodeError:
-        raise TextFileError(file, "not a text file (neither UTF-8 nor Windows-1252)") from None
+        return data.decode("latin-1")  # decodes any byte: NUL (binary) is refused above
 
 
 def read_lines(path: Path) -> list[str]:

@@ -97,6 +97,9 @@ BAD_ROWS = [  # fixture, errors by line (no value: a CSN is personal), summary, 
      "4 read, 3 imported, 0 unchanged, 1 rejected", GOOD),
     ("duplicate-num-carte.csv", ["5: duplicate NUM_CARTE: already on line 2"],
      "4 read, 3 imported, 0 unchanged, 1 rejected", GOOD),
+    # Every line ends in ';' (an empty 13th column: accepted), line 3 has a 13th value.
+    ("trailing-separator.csv", ["3: expected 12 fields separated by ';': found 13"],
+     "3 read, 2 imported, 0 unchanged, 1 rejected", [GOOD[0], GOOD[2]]),
 ]
 
 
@@ -133,6 +136,13 @@ def test_windows_1252_with_accents_and_spaces(run: Run, rows: Rows) -> None:
           "0 unchanged, 0 rejected", [])
     assert data(rows()) == [(*GOOD[0][:6], "Étudiant", "0", "Créteil", *GOOD[0][9:]),
                             (*GOOD[1][:6], "Personnel", "0", "Créteil", *GOOD[1][9:])]
+
+
+def test_latin_1_bytes_windows_1252_lacks(run: Run, rows: Rows) -> None:
+    """0x81 is undefined in Windows-1252: the file is Latin-1 (a control character there)."""
+    check(run(path("latin-1.csv")), 0, f"{path('latin-1.csv')}: 1 read, 1 imported, "
+          "0 unchanged, 0 rejected", [])
+    assert data(rows()) == [(*GOOD[0][:6], "Étudiant", "0", "Créteil\x81", *GOOD[0][9:])]
 
 
 def test_utf8_bom_crlf_blank_lines(run: Run, rows: Rows) -> None:
