@@ -97,6 +97,18 @@ BAD_ROWS = [  # fixture, errors by line (no value: a CSN is personal), summary, 
      "4 read, 3 imported, 0 unchanged, 1 rejected", GOOD),
     ("duplicate-num-carte.csv", ["5: duplicate NUM_CARTE: already on line 2"],
      "4 read, 3 imported, 0 unchanged, 1 rejected", GOOD),
+    # A CSN is 4 to 10 bytes: line 3 (4 bytes) is one, lines 4-6 (3, 11, 3 bytes) are not.
+    ("csn-length.csv", ["4: NUM_PROTOCOLAIRE is not 4 to 10 bytes (a chip serial number): "
+                        "3 bytes",
+                        "5: NUM_PROTOCOLAIRE is not 4 to 10 bytes (a chip serial number): "
+                        "11 bytes",
+                        "6: NUM_PROTOCOLAIRE is not 4 to 10 bytes (a chip serial number): "
+                        "3 bytes"],
+     "5 read, 2 imported, 0 unchanged, 3 rejected",
+     [GOOD[0], ("0471928A", "0471928A", 36882379, *GOOD[1][3:])]),
+    # One NUL byte in a row: that row is rejected, not the file as binary.
+    ("nul-in-row.csv", ["3: a field holds a control character (NUL, tab…)"],
+     "3 read, 2 imported, 0 unchanged, 1 rejected", [GOOD[0], GOOD[2]]),
     # Every line ends in ';' (an empty 13th column: accepted), line 3 has a 13th value.
     ("trailing-separator.csv", ["3: expected 12 fields separated by ';': found 13"],
      "3 read, 2 imported, 0 unchanged, 1 rejected", [GOOD[0], GOOD[2]]),
