@@ -220,8 +220,11 @@ def _diff(expected: Any, got: Any) -> str:
         lines = []
         for key in sorted(set(expected) | set(got), key=str):
             if expected.get(key) != got.get(key):
-                lines.append(f"  {key}:\n    expected {_short(expected.get(key))}\n"
-                             f"    got      {_short(got.get(key))}")
+                if isinstance(expected.get(key), dict) and isinstance(got.get(key), dict):
+                    lines.append(f"  {key}:\n" + _diff(expected[key], got[key]))
+                else:
+                    lines.append(f"  {key}:\n    expected {_short(expected.get(key))}\n"
+                                 f"    got      {_short(got.get(key))}")
         return "\n".join(lines)
     return f"  expected {_short(expected)}\n  got      {_short(got)}"
 
@@ -241,7 +244,7 @@ def store_dump(site: Path, *, volatile: dict[str, set[str]] | None = None,
                skip: Iterable[str] = ("leases",)) -> dict[str, list[tuple]]:
     """Every table of the store (rows sorted), but the `volatile` columns of a table (a
     random token, a wall-clock time) and the `skip` tables. Times from badged's clock are
-    kept: the site's clock file fixes them."""
+    kept: the site's clock file fixes them. The site's own path reads `SITE`."""
     volatile = volatile or {}
     names = [r[0] for r in query(site, "SELECT name FROM sqlite_master WHERE type = 'table' "
                                        "ORDER BY name")]
@@ -251,6 +254,7 @@ def store_dump(site: Path, *, volatile: dict[str, set[str]] | None = None,
             continue
         columns = [r[1] for r in query(site, f"PRAGMA table_info({name})")
                    if r[1] not in volatile.get(name, set())]
-        rows = query(site, f"SELECT {', '.join(columns)} FROM {name}")
+        rows = [tuple(v.replace(str(site), "SITE") if isinstance(v, str) else v for v in r)
+                for r in query(site, f"SELECT {', '.join(columns)} FROM {name}")]
         out[name] = sorted(rows, key=repr)
     return out
