@@ -33,14 +33,24 @@ def alive(pid: int) -> bool:
     return True
 
 
+def is_stale(name: str, candidate: str, suffix: str = ".tmp") -> bool:
+    """Whether `candidate` (a file name) is a temporary copy of `name` whose writer is
+    gone: also for a folder this host writes to over the network (SFTP)."""
+    prefix = f".{name}."
+    if not (candidate.startswith(prefix) and candidate.endswith(suffix)):
+        return False
+    pid = candidate[len(prefix):len(candidate) - len(suffix)]
+    return pid.isdigit() and not alive(int(pid))
+
+
 def remove_stale(path: Path, suffix: str = ".tmp") -> int:
     """Remove the temporary copies of `path` (`temporary`) whose writer is gone; how many.
     Files of other names are never touched."""
     removed = 0
-    prefix = f".{path.name}."
-    for copy in path.parent.glob(glob.escape(prefix) + "*" + glob.escape(suffix)):
-        pid = copy.name[len(prefix):len(copy.name) - len(suffix)]
-        if not pid.isdigit() or alive(int(pid)) or not copy.is_file() or copy.is_symlink():
+    pattern = glob.escape(f".{path.name}.") + "*" + glob.escape(suffix)
+    for copy in path.parent.glob(pattern):
+        if not is_stale(path.name, copy.name, suffix) or not copy.is_file() \
+                or copy.is_symlink():
             continue
         with contextlib.suppress(FileNotFoundError):
             copy.unlink()

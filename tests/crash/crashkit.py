@@ -159,14 +159,17 @@ class Exploration:
 def explore(zygote: Zygote, template: Path, work: Path, argv: Sequence[str], *,
             snapshot: Check, after_kill: Check | None = None,
             rerun: Sequence[str] | None = None, ok: Sequence[int] = (0,),
+            rerun_ok: Sequence[int] | None = None,
             env: dict[str, str] | None = None,
             select: Callable[[list[str]], list[int]] | None = None,
             before: Callable[[Path], None] | None = None) -> Exploration:
     """Kill `argv` at every step (or the steps `select(steps)` picks), and after each kill
     check `after_kill(site)`, run `rerun` (default: `argv` again) to the end and check
     that `snapshot(site)` equals the reference's. `ok`: the exit codes of a whole run.
-    `before(site)` runs before every command (e.g. to reset a peer)."""
+    `rerun_ok`: those of the run after a kill (default: `ok`). `before(site)` runs before
+    every command (e.g. to reset a peer)."""
     rerun = list(rerun or argv)
+    rerun_ok = ok if rerun_ok is None else rerun_ok
     reference = work / "reference"
     shutil.copytree(template, reference)
     if before:
@@ -203,7 +206,7 @@ def explore(zygote: Zygote, template: Path, work: Path, argv: Sequence[str], *,
         if before:
             before(site)
         again = zygote.run(site, rerun, env=env)
-        assert again.rc in ok, f"{where}, then run again: {again.describe()}"
+        assert again.rc in rerun_ok, f"{where}, then run again: {again.describe()}"
         integrity(site)
         got = snapshot(site)
         if got != expected:
