@@ -244,10 +244,20 @@ def sample(steps: list[str], *, every: int, keep: Callable[[str], bool]) -> list
 
 
 def store_dump(site: Path, *, volatile: dict[str, set[str]] | None = None,
-               skip: Iterable[str] = ("leases",)) -> dict[str, list[tuple]]:
+               skip: Iterable[str] = ("leases",), aliases: Iterable[Path] = ()
+               ) -> dict[str, list[tuple]]:
     """Every table of the store (rows sorted), but the `volatile` columns of a table (a
     random token, a wall-clock time) and the `skip` tables. Times from badged's clock are
-    kept: the site's clock file fixes them. The site's own path reads `SITE`."""
+    kept: the site's clock file fixes them. The site's own path (and its `aliases`: the
+    template it was copied from) reads `SITE`."""
+    roots = [str(site), *map(str, aliases)]
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, str):
+            for root in roots:
+                value = value.replace(root, "SITE")
+        return value
+
     volatile = volatile or {}
     names = [r[0] for r in query(site, "SELECT name FROM sqlite_master WHERE type = 'table' "
                                        "ORDER BY name")]
@@ -257,7 +267,7 @@ def store_dump(site: Path, *, volatile: dict[str, set[str]] | None = None,
             continue
         columns = [r[1] for r in query(site, f"PRAGMA table_info({name})")
                    if r[1] not in volatile.get(name, set())]
-        rows = [tuple(v.replace(str(site), "SITE") if isinstance(v, str) else v for v in r)
+        rows = [tuple(plain(v) for v in r)
                 for r in query(site, f"SELECT {', '.join(columns)} FROM {name}")]
         out[name] = sorted(rows, key=repr)
     return out
