@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -244,18 +245,22 @@ def sample(steps: list[str], *, every: int, keep: Callable[[str], bool]) -> list
 
 
 def store_dump(site: Path, *, volatile: dict[str, set[str]] | None = None,
-               skip: Iterable[str] = ("leases",), aliases: Iterable[Path] = ()
-               ) -> dict[str, list[tuple]]:
+               skip: Iterable[str] = ("leases",), aliases: Iterable[Path] = (),
+               tokens: Iterable[str] = ()) -> dict[str, list[tuple]]:
     """Every table of the store (rows sorted), but the `volatile` columns of a table (a
     random token, a wall-clock time) and the `skip` tables. Times from badged's clock are
     kept: the site's clock file fixes them. The site's own path (and its `aliases`: the
-    template it was copied from) reads `SITE`."""
+    template it was copied from) reads `SITE`; what matches a regex of `tokens` (random
+    values in text) reads `TOKEN`."""
     roots = [str(site), *map(str, aliases)]
+    patterns = [re.compile(t) for t in tokens]
 
     def plain(value: Any) -> Any:
         if isinstance(value, str):
             for root in roots:
                 value = value.replace(root, "SITE")
+            for pattern in patterns:
+                value = pattern.sub("TOKEN", value)
         return value
 
     volatile = volatile or {}

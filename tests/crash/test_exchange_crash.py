@@ -19,6 +19,7 @@ import email
 import json
 import re
 import shutil
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from email import policy
@@ -28,6 +29,7 @@ import pytest
 from crashkit import (
     REPO,
     Zygote,
+    db,
     explore,
     files,
     make_site,
@@ -227,3 +229,62 @@ def test_exchange_over_smtp_every_step(zygote: Zygote, smtp_site: tuple[Path, ob
     window = accepted_unmarked(run.steps)
     assert len(window) == 4 and window <= set(run.tried), (window, run.tried)
     assert sorted(twice) == sorted(window)
+
+
+def test_person_purge_every_step(zygote: Zygote, maildir_template: Path,
+                                 tmp_path: Path) -> None:
+    """`badged person purge` (GDPR retention) killed at every step: the leavers' records,
+    their batches' file contents and their archived mails go in one run. The archives are
+    deleted before the store's transaction commits: a kill in between leaves the store
+    as before (the re-run erases it) but never a purged person's mail on disk; after the
+    purge ran again, the store and the archive folder are an uninterrupted purge's.
+
+    Steps: every one but the erasing statements inside the transaction (a few dozen per
+    leaver, each a kill that rolls back the same way), of which one in twelve is tried."""
+    site = tmp_path / "site"
+    shutil.copytree(maildir_template, site)
+    clock = site / "clock"
+
+    def later(days: int) -> None:
+        clock.write_text(f"{float(clock.read_text()) + days * 86400:.3f}\n")
+
+    done = zygote.run(site, ["exchange", "run", "personnels"])
+    assert done.rc == 0, done.describe()
+    staff = STAFF.read_bytes().splitlines(keepends=True)
+    (site / "staff.csv").write_bytes(b"".join(li for li in staff if not li.startswith(b"D0001")))
+    done = zygote.run(site, ["population", "import", "staff.csv", "--source", "staff"])
+    assert done.rc == 0, done.describe()
+    later(20)  # past the source's leaving grace days: D0001 has left
+    done = zygote.run(site, ["exchange", "run", "departs"])
+    assert done.rc == 0, done.describe()
+    later(500)  # past retention_days
+    settle(site)
+    leavers = query(site, "SELECT DISTINCT person_id FROM exchange_items WHERE kind = 'departs'")
+    assert leavers, "no départ to purge"
+    before_archives = archives(site)
+
+    def snapshot(s: Path) -> dict[str, object]:
+        return {"store": store_dump(s, volatile=VOLATILE, aliases=[site],
+                                    tokens=[r"purged:[0-9a-f]{16}"]),
+                "archives": archives(s)}
+
+    def after_kill(s: Path) -> None:
+        left = query(s, "SELECT count(*) FROM people WHERE id IN "
+                        f"({', '.join('?' * len(leavers))})", [p for (p,) in leavers])
+        if left == [(0,)]:  # purged: their archives are gone too
+            assert set(archives(s)) < set(before_archives)
+
+    def moved(s: Path) -> None:
+        """The store names its archives by absolute path: point the copy's at its own."""
+        with sqlite3.connect(db(s)) as conn:
+            conn.execute("UPDATE batches SET archive_path = replace(archive_path, ?, ?)",
+                         (str(site), str(s)))
+        conn.close()
+
+    run = explore(zygote, site, tmp_path / "work", ["person", "purge"],
+                  snapshot=snapshot, after_kill=after_kill, before=moved,
+                  select=lambda steps: sample(steps, every=12, keep=lambda what: not what.
+                                              startswith(("sql UPDATE", "sql DELETE"))))
+    assert {"sql BEGIN IMMEDIATE", "sql COMMIT"} <= {run.steps[k - 1] for k in run.tried}
+    assert query(tmp_path / "work" / "reference", "SELECT count(*) FROM people_purges") \
+        == [(1,)]
