@@ -3,8 +3,9 @@
 Delivery follows the maildir convention (the whole mail written and fsync'ed in `tmp/`,
 then linked into `new/`, so a reader never sees half a mail) and is idempotent: the mail's
 file name is made of its Message-ID, and a mail already in `new/` or `cur/` is not
-delivered again. The outbox marks a batch sent only after the sender returned; a run
-killed in between sends the batch again at its next run, and a maildir keeps it once.
+delivered again (but for an operator's `exchange resend`). The outbox marks a batch sent
+only after the sender returned; a run killed in between sends the batch again at its next
+run, and a maildir keeps it once.
 (`mailbox.Maildir.add` names each delivery anew: it would keep it twice. Its folders are
 created only with the maildir itself: a kill in between left a maildir without `tmp/`.)
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -37,7 +39,10 @@ class MaildirSender:
     def __repr__(self) -> str:
         return f"MaildirSender({self.path})"
 
-    def send(self, message: EmailMessage, *, mail_from: str, recipients: list[str]) -> None:
+    def send(self, message: EmailMessage, *, mail_from: str, recipients: list[str],
+             again: bool = False) -> None:
+        """Deliver `message` once per Message-ID; `again` (an operator's resend): one
+        more copy."""
         message_id = message["Message-ID"]
         if not message_id:
             raise TemporaryDeliveryError("maildir: a mail without a Message-ID")
@@ -47,7 +52,9 @@ class MaildirSender:
                 folder.mkdir(mode=0o700, exist_ok=True)
             name = mail_name(str(message_id))
             leftovers.remove_stale(self.path / "tmp" / name)  # a killed delivery's copy
-            if self._delivered(name):
+            if again:
+                name = f"{name}.again.{secrets.token_hex(4)}"
+            elif self._delivered(name):
                 return
             self._deliver(name, message_bytes(message))
         except OSError as exc:
