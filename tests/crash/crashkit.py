@@ -163,16 +163,20 @@ def explore(zygote: Zygote, template: Path, work: Path, argv: Sequence[str], *,
             rerun_ok: Sequence[int] | None = None,
             env: dict[str, str] | None = None,
             select: Callable[[list[str]], list[int]] | None = None,
-            before: Callable[[Path], None] | None = None) -> Exploration:
+            before: Callable[[Path], None] | None = None,
+            fresh: Callable[[], None] | None = None) -> Exploration:
     """Kill `argv` at every step (or the steps `select(steps)` picks), and after each kill
     check `after_kill(site)`, run `rerun` (default: `argv` again) to the end and check
     that `snapshot(site)` equals the reference's. `ok`: the exit codes of a whole run.
     `rerun_ok`: those of the run after a kill (default: `ok`). `before(site)` runs before
-    every command (e.g. to reset a peer)."""
+    every command; `fresh()` before the reference and before each K's killed run (e.g. to
+    put a peer back in the template's state)."""
     rerun = list(rerun or argv)
     rerun_ok = ok if rerun_ok is None else rerun_ok
     reference = work / "reference"
     shutil.copytree(template, reference)
+    if fresh:
+        fresh()
     if before:
         before(reference)
     steps_file = work / "steps.json"
@@ -192,6 +196,8 @@ def explore(zygote: Zygote, template: Path, work: Path, argv: Sequence[str], *,
     for k in chosen:
         site = work / f"k{k}"
         shutil.copytree(template, site)
+        if fresh:
+            fresh()
         where = f"{' '.join(argv)} killed at step {k}/{len(steps)} ({steps[k - 1]})"
         if before:
             before(site)

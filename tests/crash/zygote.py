@@ -145,11 +145,15 @@ def child(request: dict) -> None:
 
 
 def serve() -> None:
+    # What the commands import, some lazily: once here rather than in every child.
+    import httpx  # noqa: F401
+
     import badged.access.export
     import badged.cli
     import badged.crous.exchanges
     import badged.crous.mail.smtp
-    import badged.crous.operations  # noqa: F401
+    import badged.crous.operations
+    import badged.crous.sync  # noqa: F401
 
     answers = sys.stdout
     sys.stdout = sys.stderr  # nothing but answers on the protocol's stream
