@@ -124,7 +124,10 @@ def query(site: Path, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
 
 def integrity(site: Path) -> None:
     """The store opens and `PRAGMA integrity_check` is ok (a kill mid-transaction leaves
-    a hot WAL or journal: SQLite rolls it back at the next open)."""
+    a hot WAL or journal: SQLite rolls it back at the next open). A store not created
+    yet (killed before) is fine: it is not created here."""
+    if not db(site).exists():
+        return
     conn = sqlite3.connect(db(site))
     try:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]

@@ -106,3 +106,33 @@ def test_crous_import_cards_every_step(zygote: Zygote, tmp_path: Path) -> None:
                   ["crous", "import-cards", "second.csv", "--report", "rejected.txt"],
                   ok=(3,), snapshot=snapshot, after_kill=after_kill)
     assert len(run.tried) == len(run.steps) >= 5
+
+
+def test_first_import_creates_the_store_every_step(zygote: Zygote, tmp_path: Path) -> None:
+    """The first command of a host creates the store (its file, mode 0600, WAL, each
+    numbered migration in its own transaction) and then imports: killed anywhere, the
+    next run finds a store it can open and migrate, and ends as an uninterrupted first
+    import. Steps: every one but the statements inside a migration (a kill there rolls
+    the migration back like a kill at its BEGIN), of which one in eight is tried."""
+    template = make_site(tmp_path / "template")
+    (template / "students.csv").write_text(BEFORE, encoding="utf-8")
+    argv = ["population", "import", "students.csv", "--source", "students"]
+
+    def snapshot(site: Path) -> dict[str, object]:
+        from crashkit import db, query
+
+        assert (db(site).stat().st_mode & 0o777) == 0o600
+        return {**store_dump(site), "version": query(site, "PRAGMA user_version")}
+
+    def migrations_sampled(steps: list[str]) -> list[int]:
+        keep, inside = [], False
+        for k, what in enumerate(steps, 1):
+            inside = (inside or what.startswith("sql BEGIN;")) and \
+                not what.startswith("sql COMMIT;")
+            if not inside or what.startswith("sql BEGIN;") or k % 8 == 0:
+                keep.append(k)
+        return keep
+
+    run = explore(zygote, template, tmp_path / "work", argv, snapshot=snapshot,
+                  select=migrations_sampled)
+    assert sum(what.startswith("sql BEGIN;") for what in run.steps) >= 5

@@ -38,7 +38,7 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 FILE_EVENTS = {"os.rename", "os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.link",
                "os.symlink", "os.truncate", "os.chown", "os.utime"}
 PEER_EVENTS = {"socket.connect", "socket.sendto", "smtplib.send", "http.client.send"}
-READS = ("SELECT", "PRAGMA", "EXPLAIN", "VALUES", "--")
+READS = ("SELECT", "PRAGMA", "EXPLAIN", "VALUES")
 
 
 class Steps:
@@ -88,6 +88,10 @@ class Steps:
 
     def statement(self, sql: str) -> None:
         text = sql.lstrip()
+        if text.startswith("-- TRIGGER"):
+            return  # a trigger's body: part of the statement that fired it
+        while text.startswith("--"):  # a statement with comments before it
+            text = text.partition("\n")[2].lstrip()
         if not text.upper().startswith(READS):
             self.step("sql " + " ".join(text.split())[:120])
 
