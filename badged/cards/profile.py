@@ -81,9 +81,11 @@ def csn_forms(csn: bytes) -> dict[str, str]:
 def decode(data: bytes, how: Decode, meaning: Meaning) -> str:
     """A file's bytes as text: ASCII (NUL padding dropped), BCD (F padding), hex or UUID."""
     if how is Decode.UUID:
-        if len(data) < 16:
-            raise DecodeError(f"{len(data)} bytes cannot hold a UUID (16)")
-        text = str(uuid.UUID(bytes=data[:16]))
+        # An ESCN file is 16 bytes: a longer answer is not a UUID with something after it
+        # (a profile that wants part of a file says so with `length`).
+        if len(data) != 16:
+            raise DecodeError(f"{len(data)} bytes is not a UUID (16 bytes)")
+        text = str(uuid.UUID(bytes=data))
     elif how is Decode.HEX:
         text = data.hex().upper()
     elif how is Decode.BCD:
@@ -133,8 +135,10 @@ class ProfileReader:
               ) -> tuple[AuthMode, list[tuple[Any, CommMode]]]:
         """How an application is read (the same for every card): its authentication mode
         and its files with their communication modes, grouped by key so each distinct key
-        authenticates once: free files first, then the GetCardUID key's files, so its
-        session also serves GetCardUID."""
+        authenticates once: free files first, read before any authentication (a free file
+        is then answered plain by every card, whatever its communication setting and
+        however a card treats free access inside a session), then the GetCardUID key's
+        files, so its session also serves GetCardUID."""
         key = (app.aid, uid_key)
         if (plan := self._plans.get(key)) is None:
             order = sorted(app.files,
@@ -252,17 +256,19 @@ class ProfileReader:
         mode, order = self._plan(app, uid_key)
         authenticated: int | None = None
         real_uid = None
-        if uid_key is not None and all(f.read_key != uid_key for f in app.files):
-            card.authenticate(uid_key, self.keyring.key(app, uid_key, uid), mode)
-            authenticated, real_uid = uid_key, card.get_card_uid()
-        for f, comm in order:
+        for f, comm in order:  # free files first: read with no session open
+            if f.read_key != "free" and authenticated is None and uid_key is not None:
+                # The real UID before any keyed file: its key may be diversified from it.
+                card.authenticate(uid_key, self.keyring.key(app, uid_key, uid), mode)
+                authenticated, real_uid = uid_key, card.get_card_uid()
             if f.read_key != "free" and f.read_key != authenticated:
                 key = self.keyring.key(app, f.read_key, real_uid or uid)
                 card.authenticate(f.read_key, key, mode)
                 authenticated = f.read_key
-                if f.read_key == uid_key:
-                    real_uid = card.get_card_uid()
             data = card.read_data(f.id, f.offset, f.length, comm)
             value = decode(data, f.effective_decode, f.meaning)
             out.append(FileValue(app.aid, f.id, f.meaning.value, value))
+        if uid_key is not None and real_uid is None:  # only free files: GetCardUID last
+            card.authenticate(uid_key, self.keyring.key(app, uid_key, uid), mode)
+            real_uid = card.get_card_uid()
         return real_uid

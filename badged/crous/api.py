@@ -117,11 +117,20 @@ _DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](
                    r"\s*(Z|[+-]\d\d(?::?\d\d)?)?$")
 
 
-def parse_date(text: str | None) -> datetime | None:
+def parse_date(text: object) -> datetime | None:
     """A date as the API sends it back, leniently: with or without time, milliseconds or
-    offset (`2031-04-16T01:59:59.000+02`, `…Z`, `…+02:00`, `2031-04-16`); naive is UTC."""
-    if not text:
+    offset (`2031-04-16T01:59:59.000+02`, `…Z`, `…+02:00`, `2031-04-16`); naive is UTC.
+    A JSON number is epoch milliseconds (a Java date's default form); anything else that
+    cannot be read is a ValueError, never another exception."""
+    if text is None or text == "":
         return None
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        try:
+            return datetime.fromtimestamp(text / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"unreadable date {text!r}") from None
+    if not isinstance(text, str):
+        raise ValueError(f"unreadable date {text!r}")
     m = _DATE.match(text.strip())
     if not m:
         raise ValueError(f"unreadable date {text!r}")
@@ -316,6 +325,10 @@ class CrousClient:
         return self.call("rename-holder", "PATCH", f"/rightholders/{_seg(current)}",
                          json={"currentIdentifier": current, "email": email,
                                "newIdentifier": new})
+
+    def reopen_holder(self, identifier: str) -> Answer:
+        """Re-open a closed account (accountStatus CLOTURE or CLOTURE_EN_COURS)."""
+        return self.call("reopen-holder", "DELETE", f"/closed-rightholders/{_seg(identifier)}")
 
     def get_card(self, identifier: str, id_zdc: int) -> Answer:
         return self.call("get-card", "GET",

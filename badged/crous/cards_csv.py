@@ -8,8 +8,9 @@ own `.import` on a 100 000-row batch (bench/import_cards.py).
 Hence two parsing paths that accept exactly the same lines:
 - the fast path: one compiled regular expression (`_FAST_LINE`) checks and splits a clean
   line in C; the few distinct EMETTEUR and DATE_CREATION values go through small caches;
-- the slow path (`_checked_fields`): anything else (spaces around fields, quotes, blank or
-  bad lines) is split, stripped and checked field by field, to say exactly what is wrong.
+- the slow path (`_checked_fields`): anything else (spaces around fields, quotes, a
+  trailing `;`, blank or bad lines) is split, stripped and checked field by field, to say
+  exactly what is wrong.
 Both are built from the same field patterns; only the slow path strips whitespace, and the
 fast path leaves the evenness of hex byte strings to one length check.
 """
@@ -39,19 +40,22 @@ EXPECTED_HEADER = ";".join(HEADER)
 PROGRESS_EVERY = 10_000
 
 # What each column holds. Integer widths keep values inside SQLite's signed 64-bit INTEGER.
-_HEX_BYTES = r"(?:[0-9A-Fa-f]{2})+"  # NUM_PROTOCOLAIRE, NUM_APPLICATIF: whole bytes
+_HEX_BYTES = r"(?:[0-9A-Fa-f]{2})+"  # NUM_APPLICATIF: whole bytes
+_CSN_BYTES = r"(?:[0-9A-Fa-f]{2}){4,10}"  # NUM_PROTOCOLAIRE: a chip UID is 4 to 10 bytes
 _HEX_NUMBER = r"[0-9A-Fa-f]{1,15}"  # EMETTEUR
 _DECIMAL = r"[0-9]{1,18}"  # MAPPING, NUM_CARTE
 _DATE = r"[0-9]{2}/[0-9]{2}/[0-9]{4}"  # DATE_CREATION, dd/MM/yyyy
-_KINDS = {"NUM_PROTOCOLAIRE": _HEX_BYTES, "NUM_APPLICATIF": _HEX_BYTES,
+_KINDS = {"NUM_PROTOCOLAIRE": _CSN_BYTES, "NUM_APPLICATIF": _HEX_BYTES,
           "EMETTEUR": _HEX_NUMBER, "MAPPING": _DECIMAL, "NUM_CARTE": _DECIMAL,
           "DATE_CREATION": _DATE}
 _FIELD_OK = {column: re.compile(pattern).fullmatch for column, pattern in _KINDS.items()}
 
 # Fast path: printable ASCII without spaces or quotes (anything else takes the slow path);
-# hex digits in any number (a regex counting pairs costs 40 % more: the loop checks parity).
+# hex digits by count, not by pairs (a regex counting pairs costs 40 % more: the loop checks
+# parity).
 _FAST_OPAQUE = r'[!#-:<-~]*'
-_FAST_KINDS = {**_KINDS, "NUM_PROTOCOLAIRE": "[0-9A-Fa-f]+", "NUM_APPLICATIF": "[0-9A-Fa-f]+"}
+_FAST_KINDS = {**_KINDS, "NUM_PROTOCOLAIRE": "[0-9A-Fa-f]{8,20}",
+               "NUM_APPLICATIF": "[0-9A-Fa-f]+"}
 _FAST_LINE = re.compile(
     ";".join(f"({_FAST_KINDS.get(column, _FAST_OPAQUE)})" for column in HEADER) + r"\r?")
 
@@ -144,7 +148,7 @@ def read_lines(path: Path) -> list[str]:
 
 def _check_header(file: str, line: str) -> None:
     try:
-        found = tuple(field.strip() for field in _split(line))
+        found = tuple(_without_trailing_empty([field.strip() for field in _split(line)]))
     except csv.Error as exc:
         raise CardsFileError(file, f"header: bad CSV quoting: {exc}") from None
     if found == HEADER:
@@ -162,6 +166,14 @@ def _check_header(file: str, line: str) -> None:
             [f"unexpected {', '.join(unexpected)}"] if unexpected else [])
         reason = f"bad header ({'; '.join(problems)}): expected {EXPECTED_HEADER}"
     raise CardsFileError(file, reason)
+
+
+def _without_trailing_empty(fields: list[str]) -> list[str]:
+    """Drop empty fields past the twelfth: a `;` ending every line (spreadsheet exports)
+    adds an empty column that carries nothing; a non-empty extra field stays an error."""
+    while len(fields) > len(HEADER) and not fields[-1]:
+        fields.pop()
+    return fields
 
 
 def _split(line: str) -> list[str]:
@@ -191,6 +203,9 @@ def _checked_fields(line: str) -> Sequence[str] | None:
         raise _BadRowError(Problem(f"bad CSV quoting: {exc}")) from None
     if not any(fields):
         return None
+    if any(char < " " for field in fields for char in field):
+        raise _BadRowError(Problem("a field holds a control character (NUL, tab…)"))
+    fields = _without_trailing_empty(fields)
     if len(fields) != len(HEADER):
         raise _BadRowError(Problem(f"expected {len(HEADER)} fields separated by ';'",
                                    detail=f"found {len(fields)}"))
@@ -206,11 +221,14 @@ def _field_problem(column: str, value: str) -> Problem:
     kind = _KINDS[column]
     if not value:
         return Problem(f"{column} is empty")
-    if kind == _HEX_BYTES:
-        if re.fullmatch(r"[0-9A-Fa-f]+", value):
+    if kind in (_HEX_BYTES, _CSN_BYTES):
+        if not re.fullmatch(r"[0-9A-Fa-f]+", value):
+            return Problem(f"{column} is not hexadecimal", value)
+        if len(value) & 1:
             return Problem(f"{column} has an odd number of hex digits", value,
                            f"{len(value)} digits")
-        return Problem(f"{column} is not hexadecimal", value)
+        return Problem(f"{column} is not 4 to 10 bytes (a chip serial number)", value,
+                       f"{len(value) // 2} bytes")
     if kind == _DATE:
         return Problem(f"{column} is not a dd/MM/yyyy date", value)
     if kind == _HEX_NUMBER and not re.fullmatch(r"[0-9A-Fa-f]+", value):

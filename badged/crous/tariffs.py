@@ -13,6 +13,9 @@ from ..config.model import Rate, TariffRule, Tariffs
 from ..store import people
 
 CROUS_OWNED_STUDENT_RATES = frozenset({97, 98})
+# A holder the CROUS has with this code société is a student there, whatever the school
+# says: the code stays, and so do what the CROUS owns of a student (names, e-mail, idRate).
+CROUS_STUDENT_COMPANY_RATE = 10
 
 
 def _matches(rule: TariffRule, status: str | None, index: int | None) -> bool:

@@ -146,7 +146,7 @@ CASES = {
     ),
     "douai-random-uid": (
         "douai-random-uid",
-        9,  # FF CA; GetVersion (3); select, AES auth (2), GetCardUID, plain read (CMAC)
+        9,  # FF CA; select, GetVersion (3); free read; AES auth (2), GetCardUID
         lambda: {
             **csn_forms("04782E21801D80"),  # the real UID, not the 08xxxxxx id
             "crous_number": None,

@@ -1,6 +1,7 @@
 """Random-UID cards: the real UID is read first, whatever the order of the applications,
 so a key diversified from the UID is never derived from the random id; or it is read with
-the PICC master key alone. Through the private pcscd + vpcd + simulator."""
+the PICC master key alone. Through the private pcscd + vpcd + simulator (the order of the
+exchanges, in process)."""
 
 from __future__ import annotations
 
@@ -134,3 +135,23 @@ def test_picc_step_validation(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         write_profile(tmp_path, text)
     assert message in str(caught.value)
+
+
+def test_free_files_are_read_before_the_getcarduid_session(tmp_path: Path) -> None:
+    """The free ESCN is read with no session open (so answered plain, with no CMAC, by any
+    card whatever its file's communication setting), then the UID key opens GetCardUID."""
+    profile = write_profile(tmp_path, "csn:\n  source: card_uid\n  card_uid_auth: "
+                            '{aid: "F58840", key_no: 1}\napplications:' + UID_APP)
+    seen: list[tuple[int, int]] = []  # (INS, response length)
+
+    def record(apdu: bytes, response: bytes) -> bytes:
+        seen.append((apdu[1], len(response)))
+        return response
+
+    path = tmp_path / "card.yaml"
+    path.write_text(CARD)
+    sim = SimulatedDesfire.from_file(path, response_hook=record)
+    read = profile.read(sim.process, reader="Test PCD 00 00", atr=sim.atr)
+    assert read.csn == REAL_UID and read.escn == "5a6b7c8d-9eaf-40b1-c2d3-e4f506172839"
+    assert [ins for ins, _ in seen] == [0xCA, 0x5A, 0xBD, 0xAA, 0xAF, 0x51]
+    assert seen[2][1] == 16 + 2  # the ESCN and 91 00: no CMAC

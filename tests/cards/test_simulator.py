@@ -195,6 +195,10 @@ def test_pcsc_uid_and_atr() -> None:
     assert sim.atr == DEFAULT_ATR == H("3B8180018080")
     assert card.get_uid() == H("04112233445566")
     assert sim.process(H("FFCA010000")) == H("6A81")
+    # GET DATA as a reader answers an exact Le (PC/SC part 3): short → 6C xx, long → 62 82
+    assert sim.process(H("FFCA000007")) == H("041122334455669000")
+    assert sim.process(H("FFCA000004")) == H("6C07")
+    assert sim.process(H("FFCA000010")) == H("041122334455666282")
 
 
 def test_random_uid_card() -> None:

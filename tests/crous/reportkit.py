@@ -10,7 +10,8 @@ def counted(file: str, errors: list[str]) -> list[str]:
     for error in errors:
         for problem in error.split(": ", 1)[1].split("; "):
             rule = problem
-            for detail in (": already on line", ": found ", ": 13 digits"):
+            for detail in (": already on line", ": found ", ": 13 digits", ": 3 bytes",
+                           ": 11 bytes"):
                 rule = rule.split(detail)[0]
             rules[rule] = rules.get(rule, 0) + 1
     by_count = sorted(rules.items(), key=lambda item: (-item[1], item[0]))

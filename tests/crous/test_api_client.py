@@ -157,9 +157,18 @@ def test_every_request_is_counted_for_the_metrics(peer, secret_dir):
     ("2031-04-15T23:59:59.5", datetime(2031, 4, 15, 23, 59, 59, 500000, tzinfo=UTC)),
     ("2031-04-15", datetime(2031, 4, 15, tzinfo=UTC)),
     ("2031-04-15 23:59", datetime(2031, 4, 15, 23, 59, tzinfo=UTC)),
+    (1934063999000, datetime(2031, 4, 15, 23, 59, 59, tzinfo=UTC)),  # epoch milliseconds
+    (None, None), ("", None),
 ])
 def test_dates_read_back_leniently(text, expected):
     assert parse_date(text) == expected
+
+
+@pytest.mark.parametrize("value", ["16/04/2031", True, [2031, 4, 16], {"y": 2031}, 1e30])
+def test_an_unreadable_date_is_a_value_error(value):
+    """What the CROUS answers is not ours: a shape no one foresaw must not crash a run."""
+    with pytest.raises(ValueError):
+        parse_date(value)
 
 
 def test_dates_sent_in_the_api_form():

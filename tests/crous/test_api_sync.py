@@ -386,3 +386,80 @@ def test_a_cancel_in_flight_at_a_crash_is_looked_up_not_sent_again(school, peer)
     assert [c[0] for c in school.calls()] == ["GET"]
     assert not [w for w in peer.writes if w[0] == "PATCH"]
     assert school.sync().calls == 0
+
+
+CLOSED_HOLDER = {"firstName": "P", "lastName": "N", "email": "x@example.org",
+                 "dueDate": "2030-01-01T00:00:00.000Z", "idCompanyRate": 78, "idRate": 2,
+                 "simpleBirthDate": "1980-01-02", "ine": None, "rneOrgCode": "0000000A"}
+
+
+@pytest.mark.parametrize("status", ["CLOTURE", "CLOTURE_EN_COURS"])
+def test_a_closed_account_found_is_reopened_before_its_card_is_added(school, peer, status):
+    school.staff("S1")
+    school.card("S1", S1, 36000003)
+    peer.add_holder({"identifier": "S1", **CLOSED_HOLDER}, accountStatus=status)
+    report = school.sync()
+    assert report.failed == 0, school.errors()
+    assert ("DELETE", "/beforeizly/v1/closed-rightholders/S1", None) in peer.writes
+    assert peer.holders["S1"]["accountStatus"] == "ACTIF" and 36000003 in peer.cards
+    assert school.sync().calls == 0
+
+
+def test_an_account_closed_since_last_told_is_reopened_when_a_card_is_added(school, peer):
+    """The holder is unchanged (no look-up): the card creation's 404 tells it is closed."""
+    populated(school)
+    school.sync()
+    peer.holders["S1"]["accountStatus"] = "CLOTURE"
+    new_card = "04A1B2C3D4E5F9"
+    school.card("S1", new_card, 36000009)
+    report = school.sync()
+    assert report.failed == 0, school.errors()
+    assert peer.holders["S1"]["accountStatus"] == "ACTIF"
+    assert peer.cards[36000009]["holder"] == "S1"
+
+
+def test_a_leavers_closed_account_stays_closed(school, peer):
+    populated(school)
+    school.sync()
+    peer.holders["S1"]["accountStatus"] = "CLOTURE"
+    school.leave("S1", days_ago=40)
+    report = school.sync()
+    assert report.failed == 0, school.errors()
+    assert peer.holders["S1"]["accountStatus"] == "CLOTURE" and peer.holders["S1"]["idRate"] == 99
+    assert not any(w[0] == "DELETE" for w in peer.writes)
+
+
+def test_a_student_at_the_crous_stays_one_when_the_school_has_them_as_staff(school, peer):
+    """idCompanyRate 10 stays 10, and what the CROUS owns of a student stays too."""
+    school.staff("S1")
+    school.card("S1", S1, 36000003)
+    peer.add_holder({"identifier": "S1", "firstName": "Zoé", "lastName": "CVEC",
+                     "email": "cvec@example.org", "dueDate": "2030-01-01T00:00:00.000Z",
+                     "idCompanyRate": 10, "idRate": 98, "simpleBirthDate": "2001-02-03",
+                     "ine": None, "rneOrgCode": "0000000A"})
+    report = school.sync()
+    assert report.failed == 0, school.errors()
+    holder = peer.holders["S1"]
+    assert (holder["idCompanyRate"], holder["idRate"]) == (10, 98)
+    assert (holder["firstName"], holder["lastName"], holder["email"],
+            holder["simpleBirthDate"]) == ("Zoé", "CVEC", "cvec@example.org", "2001-02-03")
+    assert holder["rneOrgCode"] == school.site.school.uai
+    assert 36000003 in peer.cards
+
+
+def test_a_card_known_at_the_crous_whose_read_says_nothing_of_a_cancel_is_revalidated(
+        school, peer):
+    """A card read without cancelDate may be a cancelled card: revalidated, not assumed
+    active (the card read's fields beyond the creation's are not documented)."""
+    populated(school)
+    school.sync()
+    peer.cards[36000009] = {"idTransmitter": 65, "idMapping": 1, "idZdc": 36000009,
+                            "zdcCreationDate": "2026-09-01T00:00:00.000Z", "pixSs": "03",
+                            "pixNn": "0000", "appl": "D1", "uid": "04A1B2C3D4E5F9",
+                            "rid": "04A1B2C3D4E5F9", "holder": "S1"}
+    school.card("S1", "04A1B2C3D4E5F9", 36000009)
+    school.calls()
+    report = school.sync()
+    assert report.failed == 0, school.errors()
+    assert [c[0] for c in school.calls()] == ["GET", "PATCH"]
+    assert peer.cards[36000009]["revalidationDate"]

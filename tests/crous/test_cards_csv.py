@@ -97,6 +97,21 @@ BAD_ROWS = [  # fixture, errors by line (no value: a CSN is personal), summary, 
      "4 read, 3 imported, 0 unchanged, 1 rejected", GOOD),
     ("duplicate-num-carte.csv", ["5: duplicate NUM_CARTE: already on line 2"],
      "4 read, 3 imported, 0 unchanged, 1 rejected", GOOD),
+    # A CSN is 4 to 10 bytes: line 3 (4 bytes) is one, lines 4-6 (3, 11, 3 bytes) are not.
+    ("csn-length.csv", ["4: NUM_PROTOCOLAIRE is not 4 to 10 bytes (a chip serial number): "
+                        "3 bytes",
+                        "5: NUM_PROTOCOLAIRE is not 4 to 10 bytes (a chip serial number): "
+                        "11 bytes",
+                        "6: NUM_PROTOCOLAIRE is not 4 to 10 bytes (a chip serial number): "
+                        "3 bytes"],
+     "5 read, 2 imported, 0 unchanged, 3 rejected",
+     [GOOD[0], ("0471928A", "0471928A", 36882379, *GOOD[1][3:])]),
+    # One NUL byte in a row: that row is rejected, not the file as binary.
+    ("nul-in-row.csv", ["3: a field holds a control character (NUL, tab…)"],
+     "3 read, 2 imported, 0 unchanged, 1 rejected", [GOOD[0], GOOD[2]]),
+    # Every line ends in ';' (an empty 13th column: accepted), line 3 has a 13th value.
+    ("trailing-separator.csv", ["3: expected 12 fields separated by ';': found 13"],
+     "3 read, 2 imported, 0 unchanged, 1 rejected", [GOOD[0], GOOD[2]]),
 ]
 
 
@@ -133,6 +148,13 @@ def test_windows_1252_with_accents_and_spaces(run: Run, rows: Rows) -> None:
           "0 unchanged, 0 rejected", [])
     assert data(rows()) == [(*GOOD[0][:6], "Étudiant", "0", "Créteil", *GOOD[0][9:]),
                             (*GOOD[1][:6], "Personnel", "0", "Créteil", *GOOD[1][9:])]
+
+
+def test_latin_1_bytes_windows_1252_lacks(run: Run, rows: Rows) -> None:
+    """0x81 is undefined in Windows-1252: the file is Latin-1 (a control character there)."""
+    check(run(path("latin-1.csv")), 0, f"{path('latin-1.csv')}: 1 read, 1 imported, "
+          "0 unchanged, 0 rejected", [])
+    assert data(rows()) == [(*GOOD[0][:6], "Étudiant", "0", "Créteil\x81", *GOOD[0][9:])]
 
 
 def test_utf8_bom_crlf_blank_lines(run: Run, rows: Rows) -> None:

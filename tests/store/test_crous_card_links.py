@@ -82,13 +82,13 @@ def test_a_first_import_leaves_the_num_carte_index_as_the_migration_made_it(
     with closing(open_store(tmp_path / "state")) as conn:
         made = conn.execute("SELECT sql FROM sqlite_master WHERE name = "
                             "'crous_card_links_num_carte'").fetchone()[0]
-        strict = import_cards(conn, csv("bad.csv", "03;0000;D1;04A1;04A1;0;0;0691;41;1;7;"
-                                        "01/09/2024", "03;0000;D1;04A1;04A1;0;0;0691;41;1;x;"
-                                        "01/09/2024"), strict=True)
+        strict = import_cards(conn, csv(
+            "bad.csv", "03;0000;D1;04A10000;04A10000;0;0;0691;41;1;7;01/09/2024",
+            "03;0000;D1;04A10000;04A10000;0;0;0691;41;1;x;01/09/2024"), strict=True)
         assert (strict.outcome, num_carte_index(conn)) == ("refused", [
             ("crous_card_links_num_carte", 1)])
-        first = import_cards(conn, csv("first.csv", "03;0000;D1;04B2;04B2;0;0;0691;41;1;8;"
-                                       "01/09/2024", "03;0000;D1;04A1;04A1;0;0;0691;41;1;7;"
+        first = import_cards(conn, csv("first.csv", "03;0000;D1;04B20000;04B20000;0;0;0691;41;1;8;"
+                                       "01/09/2024", "03;0000;D1;04A10000;04A10000;0;0;0691;41;1;7;"
                                        "01/09/2024"))
         assert first.imported == 2
         assert num_carte_index(conn) == [("crous_card_links_num_carte", 1)]
@@ -96,4 +96,4 @@ def test_a_first_import_leaves_the_num_carte_index_as_the_migration_made_it(
                             "'crous_card_links_num_carte'").fetchone()[0] == made
         assert [tuple(r) for r in conn.execute(
             "SELECT csn FROM crous_card_links INDEXED BY crous_card_links_num_carte "
-            "WHERE num_carte > 0 ORDER BY num_carte")] == [("04A1",), ("04B2",)]
+            "WHERE num_carte > 0 ORDER BY num_carte")] == [("04A10000",), ("04B20000",)]

@@ -226,10 +226,15 @@ class DesfireCard:
     def get_uid(self) -> bytes:
         """PC/SC GET DATA ``FF CA 00 00 00``: the UID, or a random id on random-UID cards.
 
-        Answered by the reader, not the card: the DESFire session is untouched.
+        Answered by the reader, not the card: the DESFire session is untouched. Le 00
+        asks for the whole UID; a reader that takes it literally answers ``6C xx`` (the
+        exact length: asked again, once, with Le = xx) or the UID with ``62 82`` (end of
+        data before Le bytes: the UID is whole), as PC/SC part 3 allows.
         """
         data, sw = self.transmit("GetUID", bytes([0xFF, 0xCA, 0x00, 0x00, 0x00]))
-        if sw != 0x9000:
+        if sw >> 8 == 0x6C and sw & 0xFF:
+            data, sw = self.transmit("GetUID", bytes([0xFF, 0xCA, 0x00, 0x00, sw & 0xFF]))
+        if sw not in (0x9000, 0x6282):
             raise status_error("GetUID", sw)
         if len(data) not in UID_LENGTHS:
             raise MalformedResponse("GetUID", f"{len(data)} bytes is not a UID (ISO 14443: "

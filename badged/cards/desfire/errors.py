@@ -190,6 +190,7 @@ _BY_SW2: dict[int, type[StatusError]] = {
 # ISO 7816-4 words a reader or the ISO layer may answer instead of a native 91xx.
 _ISO: dict[int, str] = {
     0x6281: "part of returned data may be corrupted",
+    0x6282: "end of data reached before Le bytes",
     0x6300: "verification failed, no information",
     0x6581: "memory failure",
     0x6700: "wrong length",
@@ -207,22 +208,52 @@ _ISO: dict[int, str] = {
     0x6E00: "class not supported",
     0x6F00: "no precise diagnosis",
     0x9000: "ISO success where a native 91xx status was expected",
+    # Native words that are no error, answered where the exchange expected another one.
+    0x9100: "native OK where another status was expected",
+    0x91AF: "additional frame where none was expected",
 }
+# The other ISO 7816-4 words by SW1; for 61 and 6C, SW2 is a byte count.
+_ISO_SW1: dict[int, str] = {
+    0x61: "{sw2} more bytes available",
+    0x62: "warning, memory unchanged",
+    0x63: "warning, memory changed",
+    0x64: "execution error, memory unchanged",
+    0x65: "execution error, memory changed",
+    0x66: "security error",
+    0x67: "wrong length",
+    0x68: "function in CLA not supported",
+    0x69: "command not allowed",
+    0x6A: "wrong parameters",
+    0x6B: "wrong parameters P1-P2",
+    0x6C: "wrong Le: {sw2} bytes available",
+    0x6D: "instruction not supported",
+    0x6E: "class not supported",
+    0x6F: "no precise diagnosis",
+}
+
+
+def _iso_text(sw: int) -> str | None:
+    if sw in _ISO:
+        return _ISO[sw]
+    text = _ISO_SW1.get(sw >> 8)
+    return None if text is None else text.format(sw2=sw & 0xFF)
 
 
 def _describe(cls: type[StatusError], sw: int) -> str:
     if cls.code is not None:
         return cls.description
-    if sw in _ISO:
-        return _ISO[sw]
-    return "unknown status"
+    return _iso_text(sw) or "unknown status"
 
 
 def status_error(command: str, sw: int) -> StatusError:
-    """The StatusError subclass for a status word (``0x91AE`` → AuthenticationError)."""
-    if sw >> 8 == 0x91:
-        return _BY_SW2.get(sw & 0xFF, UnknownStatus)(command, sw)
-    if sw in _ISO:
+    """The StatusError subclass for a status word (``0x91AE`` → AuthenticationError).
+
+    An ISO 7816-4 word (``6Cxx``, ``67xx``, ``6Axx``…) is a plain StatusError described
+    by its meaning; only a word that means nothing known is an UnknownStatus.
+    """
+    if sw >> 8 == 0x91 and (sw & 0xFF) in _BY_SW2:
+        return _BY_SW2[sw & 0xFF](command, sw)
+    if _iso_text(sw) is not None:
         return StatusError(command, sw)
     return UnknownStatus(command, sw)
 

@@ -92,23 +92,39 @@ class AccessRights:
         return {ACCESS_FREE: "free", ACCESS_NEVER: "never"}.get(nibble, str(nibble))
 
 
+# GetFileSettings length per EV1 file type: type, comm, access (4), then data files a
+# 3-byte size; value files lower and upper limits, limited credit (4 bytes each) and its
+# flag; record files record size, max and current records (3 bytes each).
+_SETTINGS_LENGTH = {
+    FileType.STANDARD: 7,
+    FileType.BACKUP: 7,
+    FileType.VALUE: 17,
+    FileType.LINEAR_RECORD: 13,
+    FileType.CYCLIC_RECORD: 13,
+}
+
+
 @dataclass(frozen=True)
 class FileSettings:
+    """``size``: a data file's size, a record file's record size (None for value files)."""
+
     file_type: int
     comm: CommMode
     access: AccessRights
-    size: int | None  # data files only
+    size: int | None
     raw: bytes
 
     @classmethod
     def from_wire(cls, data: bytes) -> FileSettings:
         if len(data) < 4:
             raise ValueError(f"file settings need at least 4 bytes, got {len(data)}")
-        size = None
-        if data[0] in (FileType.STANDARD, FileType.BACKUP):
-            if len(data) != 7:
-                raise ValueError(f"data file settings are 7 bytes, got {len(data)}")
-            size = int.from_bytes(data[4:7], "little")
+        expected = _SETTINGS_LENGTH.get(data[0])
+        if expected is None:
+            raise ValueError(f"file type {data[0]:#04x} is not an EV1 file type (0 to 4)")
+        if len(data) != expected:
+            kind = FileType(data[0]).name.lower().replace("_", " ")
+            raise ValueError(f"{kind} file settings are {expected} bytes, got {len(data)}")
+        size = None if data[0] == FileType.VALUE else int.from_bytes(data[4:7], "little")
         return cls(data[0], CommMode.parse(data[1]), AccessRights.from_wire(data[2:4]), size, data)
 
     @staticmethod

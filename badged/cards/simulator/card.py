@@ -22,6 +22,7 @@ MAX_FRAME = 59  # data bytes per response frame, as a real EV1 sends them
 ResponseHook = Callable[[bytes, bytes], bytes]
 
 SW_OK = b"\x90\x00"
+SW_END_OF_DATA = b"\x62\x82"
 SW_WRONG_LENGTH = b"\x67\x00"
 SW_NOT_SUPPORTED = b"\x6a\x81"
 SW_WRONG_P1P2 = b"\x6a\x86"
@@ -115,12 +116,24 @@ class SimulatedDesfire:
         if cla == 0xFF:
             if ins != 0xCA:
                 return SW_INS_NOT_SUPPORTED
-            return self.pcsc_uid + SW_OK if (p1, p2) == (0, 0) else SW_NOT_SUPPORTED
+            if (p1, p2) != (0, 0):
+                return SW_NOT_SUPPORTED
+            return self._get_data_uid(apdu[4] if len(apdu) == 5 else 0)
         if cla != 0x90:
             return SW_CLA_NOT_SUPPORTED
         if p1 or p2:
             return SW_WRONG_P1P2
         return self._native(ins, data)
+
+    def _get_data_uid(self, le: int) -> bytes:
+        """PC/SC GET DATA as a reader answers it: Le 00 is the whole UID; a shorter Le
+        gets ``6C xx`` (the exact length), a longer one the UID with ``62 82``."""
+        uid = self.pcsc_uid
+        if le == 0 or le == len(uid):
+            return uid + SW_OK
+        if le < len(uid):
+            return bytes([0x6C, len(uid)])
+        return uid + SW_END_OF_DATA
 
     def _native(self, ins: int, data: bytes) -> bytes:
         state = self._state

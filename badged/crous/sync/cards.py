@@ -1,7 +1,9 @@
-"""The card steps of a sync run: an active card is added (or revalidated when the CROUS has
-it cancelled); a lost, stolen, broken, expired or destroyed one is cancelled with its reason
-(DP, DV, CD, HS; 404: the CROUS does not know it, done). A write in flight at a crash, or
-whose answer was lost, is looked up before it is sent again."""
+"""The card steps of a sync run: an active card is added (or revalidated when the CROUS
+knows it, unless its read shows it active); a lost, stolen, broken, expired or destroyed
+one is cancelled with its reason (DP, DV, CD, HS; 404: the CROUS does not know it, done).
+A card creation answered 404 means a closed account: it is re-opened (not a leaver's) and
+the card sent again. A write in flight at a crash, or whose answer was lost, is looked up
+before it is sent again."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any
 from ...store import crous_api as told_store
 from ...store.crous_cards import CrousCard
 from ...store.crous_cards import get as csv_card
-from ..api import AmbiguousWrite, format_date
+from ..api import AmbiguousWrite, Answer, format_date
 from ..deadlines import PARIS
 from .plan import CardTask
 from .refusals import Failure, judge
@@ -61,11 +63,14 @@ class CardSteps(Session):
         if look_first or (c.told is not None and c.told.pending_write):
             known = self._card_state(c, identifier)
             if known is not None:
-                if known.get("cancelDate"):
-                    self._revalidate(c, identifier)
-                else:
+                # Known at the CROUS: revalidated, unless its read says it is not cancelled
+                # (a read without cancelDate says nothing: revalidating an active card
+                # changes nothing, leaving a cancelled one would lose the person's card).
+                if "cancelDate" in known and not known["cancelDate"]:
                     self._settled(c, identifier, "active")
                     self.report.done += 1
+                else:
+                    self._revalidate(c, identifier)
                 return
         row = csv_card(self.conn, c.csn)
         if row is None:
@@ -75,20 +80,37 @@ class CardSteps(Session):
         # No write-ahead mark here: a card is only added without a look-up to a holder
         # created in this very run, and after a crash that holder is known, so the next
         # run looks the card up first.
-        try:
-            answer = self._call(self.client.add_card, identifier, card_body(row))
-        except AmbiguousWrite:
-            if self._card_state(c, identifier) is not None:
-                self._settled(c, identifier, "active")
-                self.report.done += 1
+        answer = self._post_card(c, identifier, row)
+        if answer is None:
+            return
+        if answer.status == 404 and self._reopen_if_closed(identifier, self._holder_state(
+                identifier)):
+            # A card creation answered 404 for a known holder: its account is closed.
+            answer = self._post_card(c, identifier, row)
+            if answer is None:
                 return
-            raise Failure("add-card", None, "timeout", "no answer to the card creation, and "
-                          "the card is not there: retried later", False,
-                          transient=True) from None
         if not answer.ok:
             raise judge("add-card", answer)
         self._settled(c, identifier, "active")
         self.report.done += 1
+
+    def _post_card(self, c: CardTask, identifier: str, row: CrousCard) -> Answer | None:
+        """The card creation's answer; None when its answer was lost but the card landed
+        (then it is recorded as told)."""
+        try:
+            return self._call(self.client.add_card, identifier, card_body(row))
+        except AmbiguousWrite:
+            if self._card_state(c, identifier) is not None:
+                self._settled(c, identifier, "active")
+                self.report.done += 1
+                return None
+            raise Failure("add-card", None, "timeout", "no answer to the card creation, and "
+                          "the card is not there: retried later", False,
+                          transient=True) from None
+
+    def _holder_state(self, identifier: str) -> dict[str, Any] | None:
+        answer = self._call(self.client.get_holder, identifier)
+        return answer.body if answer.ok and isinstance(answer.body, dict) else None
 
     def _patch(self, c: CardTask, identifier: str, op: str, body: dict[str, Any],
                state: str, landed: Callable[[dict[str, Any] | None], bool]) -> None:

@@ -1,7 +1,9 @@
 """The holder steps of a sync run: find the holder (by its identifier, then the person's
-other ids, renaming it with PATCH), create it, or update it: staff fully, students only what
-we own (identifier, ine, rneOrgCode, idCompanyRate) and a longer dueDate; a leaver's past
-dueDate becomes now + 3 h. A creation or rename whose answer was lost is looked up first."""
+other ids, renaming it with PATCH), create it, or update it: staff fully, students (ours,
+or the CROUS's: idCompanyRate 10 there stays 10) only what we own (identifier, ine,
+rneOrgCode, idCompanyRate) and a longer dueDate; a leaver's past dueDate becomes now + 3 h;
+a closed account is re-opened (not a leaver's). A creation or rename whose answer was lost
+is looked up first."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 
 from ...store import crous_api as told_store
 from ..api import AmbiguousWrite, format_date, parse_date
+from ..tariffs import CROUS_STUDENT_COMPANY_RATE
 from .plan import HOLDER_FIELDS, STUDENT_COMPARED, Desired, PersonTask
 from .refusals import Failure, judge
 from .session import Session
@@ -50,6 +53,7 @@ class HolderSteps(Session):
         if current is None:  # "exists" said on creation, yet not found: retried next run
             raise Failure("create-holder", 422, "-11", "the CROUS says the holder exists "
                           "but it cannot be found under its identifiers", False)
+        self._reopen_if_closed(d.identifier, current)
         body, changed = self._update_body(d, current)
         if changed:
             answer = self._call(self.client.update_holder, d.identifier, body)
@@ -116,7 +120,13 @@ class HolderSteps(Session):
         except ValueError:
             their_due = None
         assert our_due is not None
-        if d.student:
+        theirs_student = _is_crous_student(theirs)
+        if theirs_student and not d.student:
+            log.warning("API CROUS: a person the school has as staff is a student at the "
+                        "CROUS (idCompanyRate %d): the CROUS's student data are kept",
+                        CROUS_STUDENT_COMPANY_RATE)
+            log.debug("API CROUS: %s is a student at the CROUS", d.person_id)
+        if d.student or theirs_student:
             body = {k: theirs.get(k) for k in HOLDER_FIELDS}
             for k in ("firstName", "lastName"):
                 body[k] = body[k] or ours[k]
@@ -124,9 +134,11 @@ class HolderSteps(Session):
             body["simpleBirthDate"] = str(birth)[:10] if birth else ours["simpleBirthDate"]
             if not isinstance(body.get("idRate"), int):
                 body["idRate"] = ours["idRate"]
-            for k in STUDENT_COMPARED:
+            compared = [k for k in STUDENT_COMPARED
+                        if not (theirs_student and k == "idCompanyRate")]  # 10 stays 10
+            for k in compared:
                 body[k] = ours[k]
-            changed = any(_differs(ours[k], theirs.get(k)) for k in STUDENT_COMPARED)
+            changed = any(_differs(ours[k], theirs.get(k)) for k in compared)
             if their_due is None or our_due > their_due:  # never shorten a student's
                 changed = True
                 body["dueDate"] = ours["dueDate"]  # theirs may be in any form the API shows
@@ -143,6 +155,10 @@ class HolderSteps(Session):
             changed = False  # already clamped for this leaver
             ours["dueDate"] = format_date(their_due)
         return ours, changed
+
+
+def _is_crous_student(holder: dict[str, Any]) -> bool:
+    return str(holder.get("idCompanyRate")).strip() == str(CROUS_STUDENT_COMPANY_RATE)
 
 
 def _differs(ours: Any, theirs: Any) -> bool:

@@ -55,6 +55,7 @@ class Syncer(HolderSteps, CardSteps):
         """The holder first (when due), then the cards; a refused holder holds back the
         cards that need it (not the cancels)."""
         identifier = t.identifier
+        self.leaving = t.desired is not None and t.desired.leaving
         holder_exists = t.told is not None
         created = False
         if t.holder_due and t.desired is not None:

@@ -16,11 +16,12 @@ from ...config.tree import Site
 from ...store import crous_api as told_store
 from ..api import AmbiguousWrite, Answer, CrousClient, TransientError
 from .plan import PlannedCall
-from .refusals import Abort, Failure
+from .refusals import Abort, Failure, judge
 
 log = logging.getLogger(__name__)
 
 ABORT_AFTER_TRANSIENT = 5           # consecutive unanswered calls: the CROUS is down
+CLOSED_ACCOUNTS = frozenset({"CLOTURE", "CLOTURE_EN_COURS"})   # accountStatus values
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Session:
         self.now = now
         self.report = report
         self.transient_streak = 0
+        self.leaving = False    # the current person is a départ: a closed account stays so
         # Subjects with a stored error: only those have one to clear on success.
         self.in_error = {(e.subject, e.key) for e in told_store.errors(conn)}
 
@@ -88,6 +90,19 @@ class Session:
         else:
             self.transient_streak = 0
         return answer
+
+    def _reopen_if_closed(self, identifier: str, holder: dict[str, Any] | None) -> bool:
+        """Re-open the holder's IZLY account if it is closed and the person is not leaving
+        (a person the school says has rights, and a card, needs it open); True if done."""
+        if self.leaving or holder is None or holder.get("accountStatus") not in \
+                CLOSED_ACCOUNTS:
+            return False
+        answer = self._call(self.client.reopen_holder, identifier)
+        if not answer.ok and answer.status != 404:  # 404: not closed (any more)
+            raise judge("reopen-holder", answer)
+        log.info("API CROUS holder's closed account re-opened")
+        self.report.done += 1
+        return True
 
     def _transient(self) -> None:
         self.transient_streak += 1

@@ -5,10 +5,12 @@ It implements what docs/crous-api.md describes, and is strict where the real ser
 - both token endpoints (`POST …/oauth/token?grant_type=client_credentials`, JSON
   `access_token`; legacy `POST /v1/token` with `grant_type=client_credentials&env=PRD|PPD`,
   token in the `authorization` header), HTTP Basic, tokens that expire;
-- holders and cards with their exact JSON fields: an unknown or missing field, a wrong type
-  or a date not in `yyyy-MM-dd'T'HH:mm:ss.SSS'Z'` is a 400; an existing holder is 422 `-11`,
-  a past dueDate 422 `-8`, an unknown holder or card 404; the `uid` header of a card PATCH
-  must name the card;
+- holders and cards with their exact JSON fields: an unknown or missing field, a wrong type,
+  a date not in `yyyy-MM-dd'T'HH:mm:ss.SSS'Z'` (or not a real day), a `uid`/`rid` not in
+  upper-case hex is a 400; an existing holder is 422 `-11`, a past dueDate 422 `-8`, an
+  unknown holder or card 404; the `uid` header of a card PATCH must name the card; a card
+  added to a closed account (CLOTURE, CLOTURE_EN_COURS) is a 404 until
+  `DELETE /closed-rightholders/{identifier}` re-opens it;
 - answers carry dates in varying forms (`…+02`, `…Z`, no milliseconds) like the real one;
 - faults on demand (`Fault`): any status and CROUS code, 5xx bursts, slow answers past the
   client's read timeout whose write still lands, dropped connections (before or after the

@@ -18,15 +18,16 @@ from zoneinfo import ZoneInfo
 
 from .faults import Fault
 from .schema import (
-    API_DATE,
     CARD_FIELDS,
     CARD_PATCH_FIELDS,
+    CLOSED,
+    CSN,
     HOLDER_FIELDS,
     PREFIX,
     REASONS,
     RENAME_FIELDS,
-    SIMPLE_DATE,
     RefusedError,
+    checked_date,
     checked_fields,
 )
 from .server import Handler
@@ -49,6 +50,7 @@ class CrousPeer:
         self.lock = threading.RLock()
         self.holders: dict[str, dict[str, Any]] = {}
         self.cards: dict[int, dict[str, Any]] = {}   # idZdc → card (with "holder")
+        self.card_uids: dict[str, int] = {}           # uid → idZdc of the cards added
         self.tokens: dict[str, float] = {}            # token → monotonic expiry
         self.faults: list[Fault] = []
         self.writes: list[tuple[str, str, Any]] = []  # (method, path, body) applied
@@ -212,10 +214,19 @@ class CrousPeer:
             self._holder(identifier)
             if len(parts) == 3 and method == "POST":
                 card = checked_fields(body, CARD_FIELDS)
-                if not API_DATE.match(card["zdcCreationDate"]):
-                    raise RefusedError(400, None, "bad date format", "zdcCreationDate")
-                if card["idZdc"] in self.cards:
-                    raise RefusedError(422, "-30", "Carte déjà connue")
+                checked_date(card["zdcCreationDate"], "zdcCreationDate")
+                for name in ("uid", "rid"):
+                    if not CSN.match(card[name]):
+                        raise RefusedError(400, None, f"{name} is upper-case hexadecimal",
+                                           name)
+                if card["idZdc"] <= 0:
+                    raise RefusedError(400, None, "idZdc is a positive number", "idZdc")
+                if self.holders[identifier]["accountStatus"] in CLOSED:
+                    # What the known client reads from this answer: the account is closed.
+                    raise RefusedError(404, None, "Compte clôturé")
+                if card["idZdc"] in self.cards or card["uid"] in self.card_uids:
+                    raise RefusedError(422, "-30", "Carte déjà connue")  # a CSN is one card
+                self.card_uids[card["uid"]] = card["idZdc"]
                 self.cards[card["idZdc"]] = {**card, "holder": identifier, "cancelDate": None,
                                              "reason": None, "revalidationDate": None}
                 self.writes.append((method, path, body))
@@ -236,25 +247,31 @@ class CrousPeer:
                                            "uid")
                     change = checked_fields(body, CARD_PATCH_FIELDS)
                     if change["reason"] == "" and change["cancelDate"] == "":
-                        if not API_DATE.match(change["revalidationDate"]):
-                            raise RefusedError(400, None, "bad date format", "revalidationDate")
+                        checked_date(change["revalidationDate"], "revalidationDate")
                         card.update(cancelDate=None, reason=None,
                                     revalidationDate=change["revalidationDate"])
                     else:
                         if change["reason"] not in REASONS:
                             raise RefusedError(400, None, "unknown reason", "reason")
-                        if not API_DATE.match(change["cancelDate"]):
-                            raise RefusedError(400, None, "bad date format", "cancelDate")
+                        checked_date(change["cancelDate"], "cancelDate")
                         card.update(cancelDate=change["cancelDate"], reason=change["reason"])
                     self.writes.append((method, path, body))
                     return 200, self.show_card(id_zdc)
+        if parts[0] == "closed-rightholders" and len(parts) == 2 and method == "DELETE":
+            holder = self._holder(parts[1])
+            if holder["accountStatus"] not in CLOSED:
+                raise RefusedError(404, None, "Compte non clôturé")
+            holder["accountStatus"] = "ACTIF"
+            self.writes.append((method, path, None))
+            return 204, None
         if parts[0] == "crous" and len(parts) == 4 and parts[2] == "organization" \
                 and method == "GET":
             rules = self.tariffs.get((parts[1], parts[3]))
             if rules is None:
                 raise RefusedError(404, None, "Organisation inconnue")
             return 200, rules
-        raise RefusedError(405 if parts[0] in ("rightholders", "crous") else 404, None,
+        raise RefusedError(405 if parts[0] in ("rightholders", "closed-rightholders", "crous")
+                           else 404, None,
                            f"no {method} {path}")
 
     def _holder(self, identifier: str) -> dict[str, Any]:
@@ -264,12 +281,10 @@ class CrousPeer:
         return holder
 
     def _holder_dates(self, holder: dict[str, Any], now: datetime) -> None:
-        if not API_DATE.match(holder["dueDate"]):
-            raise RefusedError(400, None, "bad date format", "dueDate")
+        due = checked_date(holder["dueDate"], "dueDate")
         birth = holder.get("simpleBirthDate")
-        if birth is not None and not SIMPLE_DATE.match(birth):
-            raise RefusedError(400, None, "bad date format", "simpleBirthDate")
-        due = datetime.strptime(holder["dueDate"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        if birth is not None:
+            checked_date(birth, "simpleBirthDate", simple=True)
         if due < now:
             raise RefusedError(422, "-8", "La date de fin de droits est dans le passé", "dueDate")
 
@@ -281,5 +296,6 @@ class CrousPeer:
     def show_card(self, id_zdc: int) -> dict[str, Any]:
         card = {k: v for k, v in self.cards[id_zdc].items() if k != "holder"}
         for key in ("zdcCreationDate", "cancelDate", "revalidationDate"):
-            card[key] = self.show_date(card.get(key))
+            if key in card:  # a card preset without one is shown without it
+                card[key] = self.show_date(card[key])
         return card

@@ -5,6 +5,7 @@ forms, the cancel reasons; and the refusal the peer answers with (status, CROUS 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 PREFIX = "/beforeizly/v1"
@@ -27,6 +28,8 @@ CARD_FIELDS = {"idTransmitter": (int, True), "idMapping": (int, True), "idZdc": 
 CARD_PATCH_FIELDS = {"revalidationDate": (str, True), "cancelDate": (str, True),
                      "reason": (str, True)}
 REASONS = {"DP", "DV", "CD", "HS"}
+CSN = re.compile(r"^(?:[0-9A-F]{2})+$")   # uid, rid and the PATCH `uid` header: upper case
+CLOSED = {"CLOTURE", "CLOTURE_EN_COURS"}   # accountStatus of a closed (or closing) account
 
 
 class RefusedError(Exception):
@@ -36,6 +39,17 @@ class RefusedError(Exception):
                  field_name: str | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field_name
+
+
+def checked_date(value: str, field_name: str, *, simple: bool = False) -> datetime:
+    """A date in the API's form (`simple`: YYYY-MM-DD) that exists, else a 400."""
+    form, fmt = (SIMPLE_DATE, "%Y-%m-%d") if simple else (API_DATE, "%Y-%m-%dT%H:%M:%S.%fZ")
+    if form.match(value):
+        try:
+            return datetime.strptime(value, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    raise RefusedError(400, None, "bad date format", field_name)
 
 
 def checked_fields(body: Any, spec: dict[str, tuple[Any, bool]]) -> dict[str, Any]:

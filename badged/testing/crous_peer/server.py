@@ -97,6 +97,8 @@ class Handler(BaseHTTPRequestHandler):
                          "expires_in": int(peer.token_ttl)}
         if path == "/v1/token" and method == "POST":
             peer.check_basic(self.headers.get("Authorization"))
+            if self.headers.get_content_type() != "application/x-www-form-urlencoded":
+                raise RefusedError(415, None, "application/x-www-form-urlencoded expected")
             form = parse_qs(raw.decode("utf-8", "replace"))
             if form.get("grant_type") != ["client_credentials"] or \
                     form.get("env") not in (["PRD"], ["PPD"]):

@@ -15,7 +15,8 @@ H = bytes.fromhex
 
 
 class Script:
-    """A transmit that checks each APDU byte-for-byte and plays canned replies."""
+    """A transmit that checks each APDU byte-for-byte and plays canned replies (an empty
+    expected APDU takes any: a token drawn from a random number)."""
 
     def __init__(self, exchanges: Iterable[tuple[str, str]]) -> None:
         self.exchanges = [(H(a), H(r)) for a, r in exchanges]
@@ -26,7 +27,7 @@ class Script:
         self.sent.append(apdu)
         assert i < len(self.exchanges), f"unexpected APDU {apdu.hex()}"
         expected, reply = self.exchanges[i]
-        assert apdu.hex().upper() == expected.hex().upper()
+        assert not expected or apdu.hex().upper() == expected.hex().upper()
         return reply
 
     def done(self) -> None:
@@ -63,6 +64,22 @@ def test_get_uid_pcsc() -> None:
     bad = Script([("FFCA000000", "6A81")])
     with pytest.raises(errors.StatusError, match=r"^GetUID: SW 6A81 \(function not supported\)$"):
         DesfireCard(bad).get_uid()
+
+
+def test_get_uid_wrong_le_is_asked_again_with_the_exact_length() -> None:
+    """PC/SC part 3 GET DATA: 6C xx gives the UID's length; 62 82 comes with a whole UID."""
+    script = Script([("FFCA000000", "6C07"), ("FFCA000007", "041122334455669000")])
+    card = DesfireCard(script)
+    assert card.get_uid() == H("04112233445566")
+    script.done()
+    assert card.apdu_count == 2
+    assert DesfireCard(Script([("FFCA000000", "084A5B6C6282")])).get_uid() == H("084A5B6C")
+    twice = Script([("FFCA000000", "6C07"), ("FFCA000007", "6C04")])
+    with pytest.raises(errors.StatusError,
+                       match=r"^GetUID: SW 6C04 \(wrong Le: 4 bytes available\)$"):
+        DesfireCard(twice).get_uid()
+    with pytest.raises(errors.MalformedResponse, match="0 bytes is not a UID"):
+        DesfireCard(Script([("FFCA000000", "6282")])).get_uid()
 
 
 def test_get_version_three_frames() -> None:
@@ -144,6 +161,28 @@ def test_get_file_settings_parse() -> None:
     assert fs.size == 32
 
 
+def test_get_file_settings_by_file_type() -> None:
+    """Value files (17 bytes) and record files (13) parse; a wrong length is malformed."""
+    value = "0201" + "E000" + "00000000" + "E8030000" + "00000000" + "00"
+    record = "0400" + "E010" + "100000" + "0A0000" + "030000"
+    script = Script([("90F50000010100", value + "9100"), ("90F50000010200", record + "9100")])
+    card = DesfireCard(script)
+    fs = card.get_file_settings(1)
+    assert (fs.file_type, fs.comm, fs.access.read, fs.size) == (2, CommMode.MAC, 0, None)
+    fs = card.get_file_settings(2)
+    assert (fs.file_type, fs.access.read, fs.access.write, fs.size) == (4, 1, 0, 16)
+    for reply, message in [
+        (value[:-2], "value file settings are 17 bytes, got 16"),
+        (record + "00", "cyclic record file settings are 13 bytes, got 14"),
+        ("0000E01020000000", "standard file settings are 7 bytes, got 8"),
+        ("0700E010", "file type 0x07 is not an EV1 file type"),
+    ]:
+        bad = Script([("90F50000010100", reply + "9100")])
+        with pytest.raises(errors.MalformedResponse, match=f"^GetFileSettings: malformed "
+                           f"response: {message}"):
+            DesfireCard(bad).get_file_settings(1)
+
+
 def test_get_key_settings_and_ids() -> None:
     script = Script(
         [
@@ -185,6 +224,13 @@ def test_get_key_settings_and_ids() -> None:
         ("6A81", errors.StatusError, "function not supported"),
         ("6D00", errors.StatusError, "instruction not supported"),
         ("6700", errors.StatusError, "wrong length"),
+        # ISO 7816-4 words by family: SW2 of 6C and 61 is a byte count
+        ("6C10", errors.StatusError, "wrong Le: 16 bytes available"),
+        ("6110", errors.StatusError, "16 more bytes available"),
+        ("6710", errors.StatusError, "wrong length"),
+        ("6A88", errors.StatusError, "wrong parameters"),
+        ("6983", errors.StatusError, "command not allowed"),
+        ("9000", errors.StatusError, "ISO success where a native 91xx status was expected"),
         ("1234", errors.UnknownStatus, "unknown status"),
     ],
 )
@@ -199,6 +245,22 @@ def test_status_mapping(sw: str, cls: type[errors.StatusError], text: str) -> No
     assert exc.sw == int(sw, 16)
     assert str(exc) == f"ReadData: SW {sw} ({text})"
     assert "\n" not in str(exc)
+
+
+def test_native_success_words_out_of_place_are_named() -> None:
+    """91 00 where the card should ask for the next frame, 91 AF where it should finish."""
+    from badged.cards.desfire.keys import DesfireKey, KeyType
+
+    key = DesfireKey(KeyType.AES, bytes(16))
+    early = Script([("90AA0000010100", "00" * 16 + "9100")])
+    with pytest.raises(errors.StatusError, match=r"^AuthenticateAES: SW 9100 \(native OK "
+                       r"where another status was expected\)$"):
+        DesfireCard(early).authenticate(1, key)
+    late = Script([("90AA0000010100", "00" * 16 + "91AF"), ("", "91AF")])
+    card = DesfireCard(late)
+    with pytest.raises(errors.StatusError, match=r"^AuthenticateAES: SW 91AF \(additional "
+                       r"frame where none was expected\)$"):
+        card.authenticate(1, key)
 
 
 def test_card_faults_share_a_base() -> None:
