@@ -89,12 +89,16 @@ def test_crous_sync_every_step(zygote: Zygote, peer: CrousPeer, tmp_path: Path) 
     first = zygote.run(template, ["card", "set-state", "04223344556677", "lost"])
     assert first.rc == 0, first.describe()
     settle(template)
-    empty = copy.deepcopy((peer.holders, peer.cards))
+    # The peer's state: every dict and list it keeps (holders, cards, their indexes, the
+    # writes it applied…), put back before each run that starts from the template.
+    with peer.lock:
+        empty = {name: copy.deepcopy(value) for name, value in vars(peer).items()
+                 if isinstance(value, dict | list) and name not in ("clients", "tariffs")}
 
     def fresh() -> None:
         with peer.lock:
-            peer.holders, peer.cards = copy.deepcopy(empty)
-            peer.writes.clear()
+            for name, value in empty.items():
+                setattr(peer, name, copy.deepcopy(value))
 
     def crous_state() -> object:
         with peer.lock:
