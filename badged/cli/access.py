@@ -8,15 +8,8 @@ from typing import Any
 import click
 
 from .. import clock
-<<<<<<< Updated upstream
 from ..access.operations import export_names, plan_exports, run_exports
 from . import Context, in_daemon_or_here, main, pass_ctx, user_errors
-=======
-from ..access import export as access
-from ..daemon.control import ControlClient, DaemonUnreachable, RequestError, socket_path
-from ..store.db import open_store
-from . import Context, fail, main, pass_ctx, user_errors
->>>>>>> Stashed changes
 
 
 @main.group("access")
@@ -58,12 +51,8 @@ def _print_plan(p: dict[str, Any], *, dry_run: bool) -> None:
 def access_export(ctx: Context, name: str | None, dry_run: bool, full: bool,
                   as_json: bool) -> None:
     """Export the cards to the door systems now (every export of the school, or NAME)."""
-<<<<<<< Updated upstream
     site = ctx.host.load_site()
     names = export_names(site, name)
-=======
-    names = _names(ctx, name)
->>>>>>> Stashed changes
     now = clock.now()
     if dry_run:
         plans = [p.to_json() for p in plan_exports(ctx.host, site, names, now, full=full)]

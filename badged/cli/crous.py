@@ -11,14 +11,8 @@ from typing import Any
 import click
 
 from .. import clock
-<<<<<<< Updated upstream
 from ..crous.cards_csv import CardsFileError
 from ..crous.operations import api_errors, import_card_file, sync_now
-=======
-from ..crous.cards_csv import CardsFileError, import_cards
-from ..daemon.control import ControlClient, DaemonUnreachable, RequestError, socket_path
-from ..store.db import open_store
->>>>>>> Stashed changes
 from . import (
     EXIT_PARTIAL,
     Context,
@@ -128,18 +122,10 @@ def _sync_here(ctx: Context, dry_run: bool) -> dict[str, Any]:
     from ..crous.sync import SyncError
 
     site = ctx.host.load_site()
-<<<<<<< Updated upstream
     try:
         return sync_now(ctx.host, site, clock.now(), dry_run=dry_run).to_json()
     except (SyncError, ApiError) as exc:
         fail(f"error: {exc}")
-=======
-    with closing(open_store(ctx.host.state_dir)) as conn:
-        try:
-            return sync(conn, site, clock.now(), dry_run=dry_run).to_json()
-        except (SyncError, ApiError) as exc:
-            fail(f"error: {exc}")
->>>>>>> Stashed changes
 
 
 @crous.command("errors")

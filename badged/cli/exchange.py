@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-<<<<<<< Updated upstream
 import sys
 from typing import Any
-=======
-from dataclasses import asdict
->>>>>>> Stashed changes
 
 import click
 
@@ -51,16 +47,8 @@ def exchange_plan(ctx: Context, kind: str | None, summary: bool, as_json: bool) 
       badged exchange plan reinscriptions
       badged exchange plan departs --json | jq '.[0].lines[].reason'
     """
-<<<<<<< Updated upstream
     plans = plan_exchanges(ctx.host, ctx.host.load_site(),
                            ExchangeKind(kind) if kind else None, clock.now())
-=======
-    site = ctx.host.load_site()
-    conn = open_store(ctx.host.state_dir)
-    now = clock.now()
-    kinds = [ExchangeKind(kind)] if kind else [ex.kind for ex in site.school.exchanges]
-    plans = [exchanges.plan(conn, site, k, now) for k in kinds]
->>>>>>> Stashed changes
     if summary:
         _summary(plans, as_json)
         return
@@ -113,7 +101,6 @@ def exchange_run(ctx: Context, kind: str, timeout: float, as_json: bool) -> None
       badged exchange run reinscriptions
       badged exchange run departs --json
     """
-<<<<<<< Updated upstream
     def here() -> dict[str, Any]:
         return run_exchange(ctx.host, ctx.host.load_site(), ExchangeKind(kind), clock.now(),
                             what="badged exchange run").to_json()
@@ -123,20 +110,6 @@ def exchange_run(ctx: Context, kind: str, timeout: float, as_json: bool) -> None
         doing="building and sending",
         instead="not building or sending from here: the daemon does it; see "
                 "`badged exchange list`")
-=======
-    try:
-        answer = ControlClient(socket_path(ctx.host.runtime_dir)).request(
-            "exchange-run", kind=kind, timeout=300)
-        result = answer["result"]
-    except DaemonUnreachable:
-        click.echo("badged is not running: building and sending from here", err=True)
-        site = ctx.host.load_site()
-        conn = open_store(ctx.host.state_dir)
-        result = exchanges.run(conn, ctx.host, site, ExchangeKind(kind),
-                               clock.now()).to_json()
-    except RequestError as exc:
-        fail(f"error: {exc.error}")
->>>>>>> Stashed changes
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
     else:
@@ -187,11 +160,7 @@ def exchange_retry(ctx: Context, batch: int | None, as_json: bool) -> None:
     """
     def here() -> dict[str, Any]:
         try:
-<<<<<<< Updated upstream
             return retry_batches(ctx.host, ctx.host.load_site(), clock.now(), batch)
-=======
-            ids, report = exchanges.retry(conn, ctx.host, site, clock.now(), batch)
->>>>>>> Stashed changes
         except OutboxError as exc:
             fail(f"error: {exc}")
 
@@ -227,12 +196,7 @@ def exchange_resend(ctx: Context, batch: int, as_json: bool) -> None:
     """
     def here() -> dict[str, Any]:
         try:
-<<<<<<< Updated upstream
             return resend_batch(ctx.host, ctx.host.load_site(), batch, clock.now(), actor())
-=======
-            message_id = exchanges.send_again(conn, ctx.host, site, batch, clock.now(),
-                                              actor())
->>>>>>> Stashed changes
         except (OutboxError, DeliveryError) as exc:
             fail(f"error: {exc}")
 

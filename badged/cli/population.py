@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-<<<<<<< Updated upstream
-=======
-from contextlib import closing
->>>>>>> Stashed changes
 from pathlib import Path
 
 import click
 
 from .. import clock
-<<<<<<< Updated upstream
 from ..crous.operations import import_registry
 from ..crous.population import PopulationError, find_source
 from ..crous.textfile import TextFileError
-=======
-from ..crous.population import PopulationError, find_source, import_population
-from ..store.db import open_store
-from ..textfile import TextFileError
->>>>>>> Stashed changes
 from . import (
     Context,
     fail,
@@ -75,7 +65,6 @@ def import_command(ctx: Context, file: Path, source_name: str, strict: bool,
         fail(f"error: {exc}")
 
     report_file = open_report(report_path)
-<<<<<<< Updated upstream
     try:
         report = import_registry(ctx.host, site, file, source_name, strict=strict,
                                  today=clock.today(), progress=progress_printer(file, progress))
@@ -83,15 +72,4 @@ def import_command(ctx: Context, file: Path, source_name: str, strict: bool,
         if report_file is not None:
             report_file.discard()
         fail(str(exc) if isinstance(exc, TextFileError) else f"error: {exc}")
-=======
-    with closing(open_store(ctx.host.state_dir)) as conn:
-        try:
-            report = import_population(
-                conn, file, source_name, source, strict=strict, today=clock.today(),
-                progress=progress_printer(file, progress), tariffs=site.tariffs)
-        except (TextFileError, PopulationError) as exc:
-            if report_file is not None:
-                report_file.discard()
-            fail(str(exc) if isinstance(exc, TextFileError) else f"error: {exc}")
->>>>>>> Stashed changes
     finish_import(report, report_file)

@@ -8,14 +8,8 @@ from decimal import Decimal
 import click
 
 from .. import clock
-<<<<<<< Updated upstream
 from ..enrolment.card_stock import costs_report, receive_cards
 from ..enrolment.lifecycle import actor
-=======
-from ..lifecycle import actor
-from ..store import stock
-from ..store.db import open_store
->>>>>>> Stashed changes
 from . import Context, main, pass_ctx, user_errors
 
 
@@ -48,13 +42,8 @@ def report() -> None:
 
 
 @report.command("costs")
-<<<<<<< Updated upstream
 @click.option("--year", type=int, help="One calendar year (default: every year with cards "
               "received or issued, up to this one).")
-=======
-@click.option("--year", type=int, default=lambda: clock.today().year, show_default="this year",
-              help="Calendar year.")
->>>>>>> Stashed changes
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 @user_errors
