@@ -1,8 +1,9 @@
 """`badged crous sync` (the API CROUS) killed at every step, against the strict local
 peer: every write the CROUS accepted is recorded at once, a card write is recorded before
 it is made, holders are looked up before they are created. So after a kill and the sync
-run again, the CROUS holds exactly what an uninterrupted sync leaves (one holder per
-person, one card per card, the lost card cancelled) and no object was created twice."""
+run again, the CROUS holds exactly what an uninterrupted sync leaves (two holders and
+their cards created, a card told before and lost since cancelled) and no object was
+created twice."""
 
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ def peer() -> Iterator[CrousPeer]:
 
 
 def site_for(folder: Path, peer: CrousPeer) -> Path:
-    """The demo school, every exchange by the API CROUS (the peer), two primo-entrants and
-    a member of staff with a card each. Its tree is beside it (not copied per step)."""
+    """The demo school, every exchange by the API CROUS (the peer); its tree is beside it
+    (not copied per step)."""
     tree = folder.with_name("tree")
     shutil.copytree(REPO / "config", tree)
     secret = tree / "crous-api.secret"
@@ -47,7 +48,7 @@ def site_for(folder: Path, peer: CrousPeer) -> Path:
     crous["api"] = {"base_url": peer.base_url, "token_url": peer.token_url,
                     "client_id": CLIENT, "client_secret": {"file": "crous-api.secret"},
                     "crous_number": "99", "connect_timeout_seconds": 1.0,
-                    "read_timeout_seconds": 2.0, "backoff_seconds": 0.0, "max_retries": 1}
+                    "read_timeout_seconds": 10.0, "backoff_seconds": 0.0, "max_retries": 1}
     crous_file.write_text(yaml.safe_dump(crous, allow_unicode=True))
     school_file = tree / "schools" / "demo.yaml"
     school = yaml.safe_load(school_file.read_text())
@@ -55,29 +56,34 @@ def site_for(folder: Path, peer: CrousPeer) -> Path:
                            for k in ("reinscriptions", "primo_entrants", "personnels",
                                      "departs")]
     school_file.write_text(yaml.safe_dump(school, allow_unicode=True))
-    site = make_site(folder, tree=tree, when=WHEN)
+    return make_site(folder, tree=tree, when=WHEN)
+
+
+CARDS = {"E1": "04A1B2C3D4E5F6", "E2": "04223344556677", "P1": "0444556677889A"}
+
+
+def add_people(site: Path, *pids: str) -> None:
+    """Primo-entrants (E…) or staff (P…), each with their card in the CROUS's CSV."""
     year = academic_year_start(datetime.fromisoformat(WHEN), "09-01").year
     conn = open_store(site / "state")
-    for pid, category in (("E1", "student"), ("E2", "student"), ("P1", "staff")):
+    for pid in pids:
+        category = "student" if pid.startswith("E") else "staff"
         values = {"id": pid, "last_name": f"Nom{pid}", "first_name": f"Prénom{pid}",
                   "category": category, "email": f"{pid.lower()}@example.org",
-                  "birth_date": "2005-03-14", "source": f"{category}s"}
+                  "birth_date": "2005-03-14", "source": "students"}
         if category == "student":
             values.update(ine=f"INE{pid}", academic_year=year, first_enrolment_year=year)
         else:
             values.update(status_code="prs", staff_index=512, source="staff")
         people.upsert(conn, people.Person(**values))
-    for n, (pid, csn) in enumerate((("E1", "04A1B2C3D4E5F6"), ("E2", "04223344556677"),
-                                    ("P1", "0444556677889A")), 1):
+        csn, number = CARDS[pid], 36000000 + list(CARDS).index(pid) + 1
         conn.execute(
             "INSERT INTO crous_cards (csn, rid, num_carte, pix_ss, pix_nn, appl, nfo, "
             "cnous, crous, emetteur, mapping, date_creation, imported_at, source_file) "
             "VALUES (?, ?, ?, '03', '0000', 'D1', '0', '0', '0691', 65, 1, '2026-09-01', "
-            "?, 'test.csv')", (csn, csn, 36000000 + n, utcnow()))
-        cards.link(conn, csn, pid, 36000000 + n)
+            "?, 'test.csv')", (csn, csn, number, utcnow()))
+        cards.link(conn, csn, pid, number)
     conn.close()
-    settle(site)
-    return site
 
 
 def test_crous_sync_every_step(zygote: Zygote, peer: CrousPeer, tmp_path: Path) -> None:
@@ -86,8 +92,11 @@ def test_crous_sync_every_step(zygote: Zygote, peer: CrousPeer, tmp_path: Path) 
     holders and cards and the store are an uninterrupted sync's, and no holder or card
     was created twice (each create at most once per object, across both runs)."""
     template = site_for(tmp_path / "template", peer)
-    first = zygote.run(template, ["card", "set-state", "04223344556677", "lost"])
-    assert first.rc == 0, first.describe()
+    add_people(template, "E2")
+    for argv in (["crous", "sync"], ["card", "set-state", CARDS["E2"], "lost"]):
+        done = zygote.run(template, argv)   # E2 and their card told, then the card lost
+        assert done.rc == 0, done.describe()
+    add_people(template, "E1", "P1")       # new: to create, with their cards
     settle(template)
     # The peer's state: every dict and list it keeps (holders, cards, their indexes, the
     # writes it applied…), put back before each run that starts from the template.
@@ -128,5 +137,7 @@ def test_crous_sync_every_step(zygote: Zygote, peer: CrousPeer, tmp_path: Path) 
     run = explore(zygote, template, tmp_path / "work", ["crous", "sync"],
                   snapshot=snapshot, after_kill=after_kill, fresh=fresh)
     holders, crous_cards = crous_state()
-    assert (len(holders), len(crous_cards)) == (2, 2)  # E2: only a lost card, never told
+    assert sorted(holders) == ["E1", "E2", "P1"] and len(crous_cards) == 3
+    lost = next(c for c in crous_cards.values() if c["uid"] == CARDS["E2"])
+    assert lost["reason"] == "DP" and lost["cancelDate"]  # perte: cancelled
     assert len(run.tried) == len(run.steps)
