@@ -463,3 +463,18 @@ def test_a_card_known_at_the_crous_whose_read_says_nothing_of_a_cancel_is_revali
     assert report.failed == 0, school.errors()
     assert [c[0] for c in school.calls()] == ["GET", "PATCH"]
     assert peer.cards[36000009]["revalidationDate"]
+
+
+@pytest.mark.parametrize(("status", "code"), [(422, "-11"), (400, "-11"), (409, None)])
+def test_an_existing_holder_refused_on_creation_is_looked_up_and_updated(school, peer, status,
+                                                                          code):
+    """"Client existant" is code -11, whatever the status it comes with (or a 409)."""
+    school.staff("S1")
+    school.card("S1", S1, 36000003)
+    peer.add_holder({"identifier": "S1", **CLOSED_HOLDER})
+    peer.inject(Fault("GET", r"/rightholders/S1$", status=404, times=1),
+                Fault("POST", r"/rightholders$", status=status, code=code,
+                      message="Client existant", times=1))
+    report = school.sync()
+    assert report.failed == 0, school.errors()
+    assert peer.holders["S1"]["idRate"] == 2 and 36000003 in peer.cards

@@ -41,7 +41,8 @@ class HolderSteps(Session):
                                   "creation, and the holder is not there: retried later",
                                   False, transient=True) from None
             else:
-                if answer.status == 422 and answer.code == "-11":
+                if answer.code == "-11" or answer.status == 409:
+                    # "Client existant" (422 -11; whatever its status, or a bare 409 Conflict)
                     current = self._find(t, d)
                 elif not answer.ok:
                     raise judge("create-holder", answer)
