@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "badged"
 LAYERS = {
     "__init__": 0,  # the version, nothing else
     "clock": 0,
+    "leftovers": 0,
     "config": 1,
     "store": 2,
     "cards": 3,

@@ -3,8 +3,13 @@
 Both are atomic for the reader: each file is written under a hidden temporary name in the
 same folder and renamed over the old one only once complete (and fsync'ed, for a folder),
 so the door system sees the previous file or the new one, never half of one; a failure
-leaves the previous export in place. Files get the configured mode (0640 by default;
-never readable by others).
+leaves the previous export in place, and the unfinished copy an export killed before the
+rename left is removed by the next export of that file. Files get the configured mode
+(0640 by default; never readable by others).
+
+Delivering the same files again (an export killed after the rename and before the store
+recorded it runs again) changes nothing: a file identical to the one in place is left as
+it is, and the kept versions (NAME.1 …) are shifted once per new file, never twice.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from .. import leftovers
 from ..config.model import AccessDestination, DirectoryDestination, SftpDestination
 from .formats import RenderedFile
 
@@ -37,8 +43,11 @@ class Destination(Protocol):
         """Reachable and usable, without writing a file: a one-line summary, or raises."""
 
 
+PART = ".part"  # a file being written: `.<name>.<pid>.part` (badged/leftovers.py)
+
+
 def _temp_name(name: str) -> str:
-    return f".{name}.{os.getpid()}.part"
+    return leftovers.temporary(Path(name), PART).name
 
 
 class Directory:
@@ -82,6 +91,10 @@ class Directory:
             try:
                 for file in files:
                     temp = folder / _temp_name(file.name)
+                    leftovers.remove_stale(folder / file.name, PART)  # a killed export's
+                    if _holds(folder / file.name, file.content):
+                        continue  # already delivered: not rotated, not rewritten
+                    temp.unlink(missing_ok=True)  # ours: a pid reused since
                     self._write(temp, file.content)
                     written.append((temp, folder / file.name))
                 for temp, final in written:
@@ -112,13 +125,13 @@ class Directory:
 
     def _rotate(self, final: Path) -> None:
         """Keep the last `keep` versions: NAME, NAME.1 … NAME.<keep-1> (newest first)."""
-        if self.keep < 2 or not final.exists():
-            return
+        backup = final.with_name(f"{final.name}.1")
+        if self.keep < 2 or not final.exists() or _same_file(final, backup):
+            return  # nothing to keep, or kept already (a run killed before the rename)
         for n in range(self.keep - 1, 1, -1):
             older = final.with_name(f"{final.name}.{n - 1}")
             if older.exists():
                 older.replace(final.with_name(f"{final.name}.{n}"))
-        backup = final.with_name(f"{final.name}.1")
         with contextlib.suppress(FileNotFoundError):
             backup.unlink()
         os.link(final, backup)  # NAME stays in place until the new one replaces it
@@ -135,6 +148,23 @@ class Directory:
             for entry in stamps[stamp]:
                 with contextlib.suppress(FileNotFoundError):
                     entry.unlink()
+
+
+def _holds(path: Path, content: bytes) -> bool:
+    """`path` is a file with exactly `content`."""
+    try:
+        if path.stat().st_size != len(content):
+            return False
+        return path.read_bytes() == content
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except FileNotFoundError:
+        return False
 
 
 def _fsync_dir(folder: Path) -> None:

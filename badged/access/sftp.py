@@ -20,10 +20,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import leftovers
 from ..config.errors import SecretError
 from ..config.model import SftpDestination
 from ..config.secrets import read_secret, secret_path
-from .destinations import DestinationError, _temp_name, sftp_description
+from .destinations import PART, DestinationError, _temp_name, sftp_description
 from .formats import RenderedFile
 
 # Host-key algorithms negotiated for a key type found in known_hosts.
@@ -166,12 +167,21 @@ class Sftp:
                                        f"{exc.strerror or exc}") from None
         return f"{self.description}: host key verified, logged in, folder present"
 
+    def _remove_stale(self, client: Any, files: Sequence[RenderedFile]) -> None:
+        """The unfinished copies an export of this host killed before the rename left."""
+        names = {f.name for f in files}
+        for entry in client.listdir(self.spec.path):
+            if any(leftovers.is_stale(name, entry, PART) for name in names):
+                with contextlib.suppress(OSError):
+                    client.remove(posixpath.join(self.spec.path, entry))
+
     def deliver(self, files: Sequence[RenderedFile], *, numbered: str | None = None) -> None:
         import paramiko
 
         with self.session() as client:
             uploaded: list[tuple[str, str]] = []
             try:
+                self._remove_stale(client, files)
                 for file in files:
                     temp = posixpath.join(self.spec.path, _temp_name(file.name))
                     with client.open(temp, "wb") as remote:

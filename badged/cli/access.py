@@ -43,7 +43,8 @@ def _print_plan(p: dict[str, Any], *, dry_run: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
 @click.option("--full", is_flag=True,
               help="Write every card again (P2S: not only the changes; others: even if "
-                   "identical to the previous export).")
+                   "identical to the previous export; a folder already holding these very "
+                   "bytes keeps its file).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 @user_errors

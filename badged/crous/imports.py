@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .. import leftovers
 from .textfile import TextFileError
 
 SHOWN = 20  # rejected rows listed on stderr; the counts by reason cover them all
@@ -123,14 +123,18 @@ class ReportFile:
         if self.path.is_dir():
             raise TextFileError(str(self.path), "cannot write the report: it is a directory",
                                 line=None)
-        try:  # mkstemp: O_EXCL, mode 0600 whatever the umask
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                       dir=self.path.parent)
+        tmp = leftovers.temporary(self.path)
+        try:  # O_EXCL, mode 0600 whatever the umask; a killed import's copy removed first
+            leftovers.remove_stale(self.path)
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()  # ours: a pid reused after a reboot
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            os.fchmod(fd, 0o600)
         except OSError as exc:
             raise TextFileError(str(self.path), f"cannot write the report: "
                                 f"{exc.strerror or exc}", line=None) from None
         self._file = os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace")
-        self._tmp = Path(tmp)
+        self._tmp = tmp
 
     def write(self, lines: Iterable[str]) -> None:
         try:

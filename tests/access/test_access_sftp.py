@@ -86,6 +86,22 @@ def test_upload_then_nothing_when_unchanged(setup, sshd: SshServer) -> None:
     assert sorted(p.name for p in inbox.iterdir()) == ["cartes.csv"]
 
 
+def test_the_copy_a_killed_upload_left_is_removed(setup) -> None:
+    """An export killed between its upload and the rename leaves `.NAME.<pid>.part` on
+    the server: the next export of that file removes it once that process is gone (and
+    leaves any other file alone)."""
+    host, inbox, _ = setup
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # its pid: a writer that is gone
+    stale = inbox / f".cartes.csv.{child.pid}.part"
+    stale.write_bytes(b"s1;Lef")
+    other = inbox / f".autre.csv.{child.pid}.part"
+    other.write_bytes(b"x")
+    result = access.run(open_store(host.state_dir), host, host.load_site(), "til", NOW)
+    assert result.ok, result.error
+    assert sorted(p.name for p in inbox.iterdir()) == [other.name, "cartes.csv"]
+
+
 def test_a_wrong_host_key_is_refused(setup, tmp_path: Path) -> None:
     host, inbox, known_hosts = setup
     other = keygen(tmp_path / "other_host_key")

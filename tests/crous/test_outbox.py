@@ -216,6 +216,29 @@ def test_maildir_delivery_and_archive(conn: sqlite3.Connection, tmp_path: Path) 
     assert len(list((maildir / "new").iterdir())) == 2
 
 
+def test_maildir_keeps_each_message_id_once(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    """A mail sent again (a run killed between "delivered" and "marked sent") is kept once,
+    even after a reader moved it to cur/, unless an operator resends it; a maildir a
+    killed run left without tmp/ works."""
+    maildir = tmp_path / "maildir"
+    (maildir / "new").mkdir(parents=True)
+    message = build_message(get(conn, new_batch(conn)))
+    sender = MaildirSender(maildir)
+    sender.send(message, mail_from="badged@emse.example", recipients=["m@crous.example"])
+    sender.send(message, mail_from="badged@emse.example", recipients=["m@crous.example"])
+    [name] = [p.name for p in (maildir / "new").iterdir()]
+    (maildir / "new" / name).rename(maildir / "cur" / f"{name}:2,S")
+    sender.send(message, mail_from="badged@emse.example", recipients=["m@crous.example"])
+    assert [p.name for p in (maildir / "new").iterdir()] == []
+    assert list((maildir / "tmp").iterdir()) == []
+    assert [m["Message-ID"] for m in mailbox.Maildir(maildir, create=False)] == \
+        [message["Message-ID"]]
+    sender.send(message, mail_from="badged@emse.example", recipients=["m@crous.example"],
+                again=True)  # an operator's resend: one more copy
+    assert [m["Message-ID"] for m in mailbox.Maildir(maildir, create=False)] == \
+        [message["Message-ID"]] * 2
+
+
 def test_archive_failure_does_not_resend(conn: sqlite3.Connection, tmp_path: Path) -> None:
     maildir = tmp_path / "state" / "maildir"
     blocked = tmp_path / "not-a-folder"

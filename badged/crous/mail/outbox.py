@@ -278,7 +278,7 @@ def resend(conn: sqlite3.Connection, sender: Sender, batch_id: int, *, now: date
               "recipients": batch.recipients, "actor": actor}
     try:
         sender.send(build_message(batch, date=now), mail_from=batch.mail_from or "",
-                    recipients=batch.recipients)
+                    recipients=batch.recipients, again=True)
     except DeliveryError as exc:
         events.add(conn, "batch-resend", detail={**detail, "outcome": f"failed: {exc}"})
         log.warning("outbox: batch %d (%s) resend by %s failed: %s", batch.id, batch.kind,

@@ -32,5 +32,10 @@ class PermanentDeliveryError(DeliveryError):
 
 
 class Sender(Protocol):
-    def send(self, message: EmailMessage, *, mail_from: str, recipients: list[str]) -> None:
-        """Deliver or raise DeliveryError; returning means the message was accepted."""
+    def send(self, message: EmailMessage, *, mail_from: str, recipients: list[str],
+             again: bool = False) -> None:
+        """Deliver or raise DeliveryError; returning means the message was accepted.
+
+        The outbox may hand over a mail it already delivered (a run killed before it
+        marked the batch sent): a sender that can tell (the maildir) keeps it once.
+        `again`: an operator's resend, delivered even so."""

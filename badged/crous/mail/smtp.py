@@ -92,7 +92,8 @@ class SmtpSender:
                 raise PermanentDeliveryError(f"SMTP password: {exc}") from None
         return context, password
 
-    def send(self, message: EmailMessage, *, mail_from: str, recipients: list[str]) -> None:
+    def send(self, message: EmailMessage, *, mail_from: str, recipients: list[str],
+             again: bool = False) -> None:
         context, password = self._setup()
         where = f"{self.smtp.host}:{self.smtp.port}"
         try:

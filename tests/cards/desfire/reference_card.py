@@ -96,7 +96,10 @@ class RefApp:
 
 
 class ReferenceCard:
-    """`card(apdu) -> response`: a transmit callable, like a reader's."""
+    """`card(apdu) -> response`: a transmit callable, like a reader's; with `atr`,
+    `power_on`, `power_off` and `process` it is also a card engine for vpcd."""
+
+    atr = bytes.fromhex("3B8180018080")
 
     VERSION = bytes.fromhex("04010101001805" "04010101041805")
     BATCH_AND_DATE = bytes.fromhex("BA5E1D8040" "2619")
@@ -114,6 +117,18 @@ class ReferenceCard:
         self.iv = b""
         self.pending: Callable[[bytes], bytes] | None = None
         self.exchanges: list[tuple[bytes, bytes]] = []
+
+    def power_on(self) -> None:
+        """In the field: card level, no session; a random-UID card draws a new id."""
+        self.app, self.session, self.pending = None, None, None
+        if self.random_id is not None:
+            self.random_id = b"\x08" + self.rng(3)
+
+    def power_off(self) -> None:
+        self.app, self.session, self.pending = None, None, None
+
+    def process(self, apdu: bytes) -> bytes:
+        return self(apdu)
 
     def __call__(self, apdu: bytes) -> bytes:
         response = self._answer(bytes(apdu))

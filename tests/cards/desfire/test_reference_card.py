@@ -5,10 +5,12 @@ library's secure messaging; this card shares nothing with it."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from Crypto.Cipher import AES
 from Crypto.Hash import CMAC
 
@@ -17,6 +19,7 @@ from badged.cards.desfire.errors import AuthenticationError, ResponseMacError
 from badged.cards.desfire.info import CommMode
 from badged.cards.desfire.keys import DesfireKey
 from badged.cards.profile import ProfileReader
+from badged.cli import main
 from badged.config.tree import load_card_profile
 
 from .reference_card import ENCIPHERED, FREE, MAC, PLAIN, Key, RefApp, ReferenceCard, RefFile
@@ -128,3 +131,22 @@ def test_demo_profiles_read_the_reference_card(credentials: Path, name: str) -> 
     card, expected = demo_cards()[name]
     read = profile(name).read(card, reader="Reference PCD 00 00", atr=ATR).to_json()
     assert {k: read[k] for k in expected} == expected
+
+
+def test_card_read_cli_through_pcscd_with_the_reference_card(
+        pcsc, insert_card, credentials: Path, host_file: Path) -> None:
+    """`badged card read --json` through the real pcscd and vpcd, the reference card in the
+    reader: a random-UID card, its real UID by GetCardUID, GetVersion, a free ESCN."""
+    card, expected = demo_cards()["douai-random-uid"]
+    insert_card(card)
+    result = CliRunner().invoke(main, [
+        "--host-config", str(host_file), "card", "read", "--profile",
+        str(REPO / "demo" / "profiles" / "douai-random-uid.yaml"), "--reader",
+        pcsc.readers[0], "--timeout", "5", "--json"],
+        env={"CREDENTIALS_DIRECTORY": str(credentials)})
+    assert result.exit_code == 0, (result.output, result.exception)
+    read = json.loads(result.stdout)
+    assert {k: read[k] for k in expected} == expected
+    assert read["atr"] == "3B8180018080" and read["reader"] == pcsc.readers[0]
+    assert read["desfire"]["hardware"]["generation"] == "EV1"
+    assert read["desfire"]["software"]["storage_bytes"] == 4096
