@@ -20,6 +20,20 @@ def temporary(path: Path, suffix: str = ".tmp") -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}{suffix}")
 
 
+def write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create `path` (it must not exist) with `mode` whatever the umask, write all of
+    `data` and fsync it: a copy ready to be renamed or linked into place."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask may have taken bits the caller wants
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def alive(pid: int) -> bool:
     """Whether process `pid` runs on this host (another user's counts)."""
     if pid <= 0:

@@ -95,7 +95,7 @@ class Directory:
                     if _holds(folder / file.name, file.content):
                         continue  # already delivered: not rotated, not rewritten
                     temp.unlink(missing_ok=True)  # ours: a pid reused since
-                    self._write(temp, file.content)
+                    leftovers.write_new(temp, file.content, self.mode)
                     written.append((temp, folder / file.name))
                 for temp, final in written:
                     if numbered is None:
@@ -111,17 +111,6 @@ class Directory:
         except OSError as exc:
             raise DestinationError(f"{self.description}: {exc.strerror or exc}"
                                    f"{f' ({exc.filename})' if exc.filename else ''}") from None
-
-    def _write(self, path: Path, content: bytes) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.mode)
-        try:
-            os.fchmod(fd, self.mode)  # the umask may have taken bits the config wants
-            view = memoryview(content)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def _rotate(self, final: Path) -> None:
         """Keep the last `keep` versions: NAME, NAME.1 … NAME.<keep-1> (newest first)."""

@@ -68,15 +68,7 @@ class MaildirSender:
         tmp = leftovers.temporary(self.path / "tmp" / name)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()  # ours: a pid reused since
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        leftovers.write_new(tmp, data, 0o600)
         try:
             os.link(tmp, self.path / "new" / name)  # never over a mail already there
         except FileExistsError:

@@ -245,13 +245,19 @@ class OutboxError(Exception):
     """An outbox command that cannot apply (no such batch, not sent yet, purged…)."""
 
 
+def _state_of(conn: sqlite3.Connection, batch_id: int) -> tuple[str, str | None]:
+    """(state, purged_at) of a batch an operator named; OutboxError if there is none."""
+    state = store.state_of(conn, batch_id)
+    if state is None:
+        raise OutboxError(f"no batch {batch_id} (badged exchange list shows them)")
+    return state
+
+
 def make_due(conn: sqlite3.Connection, batch_id: int | None = None) -> list[int]:
     """`exchange retry`: the pending batches (or one) due now, ignoring their backoff (the
     relay or the password was fixed). OutboxError if `batch_id` is not a pending batch."""
     if batch_id is not None:
-        state = store.state_of(conn, batch_id)
-        if state is None:
-            raise OutboxError(f"no batch {batch_id} (badged exchange list shows them)")
+        state = _state_of(conn, batch_id)
         if state[0] != store.PENDING:
             raise OutboxError(f"batch {batch_id} is {state[0]}, not pending: nothing to retry "
                               f"(to send it again: badged exchange resend {batch_id})")
@@ -263,9 +269,7 @@ def resend(conn: sqlite3.Connection, sender: Sender, batch_id: int, *, now: date
     """`exchange resend`: a sent batch's mail again, same Message-ID (the CROUS's mail
     system sees it is the same file), recorded in the events journal whatever the outcome.
     Its Message-ID; OutboxError if it cannot be, DeliveryError if the relay refused."""
-    state = store.state_of(conn, batch_id)
-    if state is None:
-        raise OutboxError(f"no batch {batch_id} (badged exchange list shows them)")
+    state = _state_of(conn, batch_id)
     if state[0] != store.SENT:
         raise OutboxError(f"batch {batch_id} is {state[0]}, not sent yet: the outbox sends "
                           f"it (now: badged exchange retry {batch_id})")
